@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone(seconds: float, sample_rate: int = 16000, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_tone(path: Path, seconds: float, sample_rate: int = 16000, freq: float = 440.0, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(seconds, sample_rate, freq), sample_rate, **kw)
+    return path
+
+
+@pytest.fixture
+def messy_source(tmp_path: Path) -> Path:
+    """Two domains of good files plus every kind of bad file `prepare` must skip."""
+    src = tmp_path / "src"
+    write_tone(src / "piano" / "a.wav", 1.5, 16000, 440)
+    write_tone(src / "piano" / "deep" / "er" / "b.flac", 2.0, 44100, 660)
+    write_tone(src / "violin" / "c.wav", 1.2, 22050, 550)
+    write_tone(src / "violin" / "d.ogg", 1.6, 16000, 330)
+    write_tone(src / "violin" / "tiny.wav", 0.1, 16000)  # too short
+    sf.write(src / "violin" / "silent.wav", np.zeros(16000, np.float32), 16000)
+    (src / "violin" / "empty.flac").write_bytes(b"")
+    (src / "violin" / "notes.wav").write_text("this is a text file, not audio\n")
+    (src / "piano" / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
+    (src / "piano" / "readme.txt").write_text("ignored: not an audio suffix\n")
+    return src

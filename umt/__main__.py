@@ -1,0 +1,3 @@
+from umt.cli import main
+
+raise SystemExit(main())

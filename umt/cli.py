@@ -1,0 +1,124 @@
+"""The `umt` command line: one subcommand per job, each a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from umt.audio import DEFAULT_SAMPLE_RATE
+from umt.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"umt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"umt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="umt", description="Universal music translation: data, training, translation.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_prepare(commands)
+    _add_make_bench(commands)
+    return parser
+
+
+def _jobs_flag(parser: argparse.ArgumentParser) -> None:
+    from umt.data.prepare import default_jobs
+
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes (default: %(default)s)")
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def _add_prepare(commands) -> None:
+    p = commands.add_parser(
+        "prepare",
+        help="decode a folder of domains into a training-ready dataset",
+        description="SRC holds one subfolder per domain with audio files at any depth. Each file is decoded, "
+        "resampled and stored as int16 under OUT, with a manifest and a deterministic train/val/test split.",
+    )
+    p.add_argument("source", type=Path, metavar="SRC")
+    p.add_argument("out", type=Path, metavar="OUT")
+    p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE, help="model rate in Hz (default: %(default)s)")
+    p.add_argument("--split", default="80/10/10", help="train/val/test percentages (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="skip shorter files (default: %(default)s)")
+    _jobs_flag(p)
+    p.set_defaults(run=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from umt.data.manifest import parse_split
+    from umt.data.prepare import format_table, prepare
+
+    manifest = prepare(
+        args.source, args.out, args.sample_rate, parse_split(args.split), args.seed, args.min_seconds, args.jobs
+    )
+    for skipped in manifest.skipped:
+        print(f"skipped {skipped['source']}: {skipped['reason']}")
+    print(format_table(manifest))
+    empty = [d for d in manifest.domains if not manifest.entries(d)]
+    if empty:
+        print(f"umt prepare: error: no usable audio in domain(s) {', '.join(empty)}", file=sys.stderr)
+        return 1
+    print(f"prepared {len(manifest.files)} files into {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- make-bench
+
+
+def _add_make_bench(commands) -> None:
+    from umt.data.make_bench import DEFAULT_CORPUS
+
+    p = commands.add_parser(
+        "make-bench",
+        help="render the built-in paired benchmark corpus (music21 scores through a GM soundfont)",
+        description="Renders the same pieces from music21's corpus on several General-MIDI instruments "
+        "into OUT/<domain>/<piece>.flac with OUT/pairing.json, the layout `umt prepare` reads.",
+    )
+    p.add_argument("out", type=Path, metavar="OUT", nargs="?")
+    p.add_argument(
+        "--domains",
+        default="piano,violin,cello,flute",
+        help="comma-separated instruments (default: %(default)s; --list-instruments shows all)",
+    )
+    p.add_argument("--list-instruments", action="store_true", help="print the instruments and exit")
+    p.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per domain (default: %(default)s)")
+    p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE, help="Hz (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of piece choice and variation (default: %(default)s)")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="music21 corpus collection or composer (default: %(default)s)")
+    p.add_argument("--clip-seconds", type=float, default=20.0, help="longest excerpt per piece (default: %(default)s)")
+    p.add_argument("--with-drums", action="store_true", help="add a General-MIDI drum part to every piece")
+    _jobs_flag(p)
+    p.set_defaults(run=_run_make_bench)
+
+
+def _run_make_bench(args: argparse.Namespace) -> int:
+    from umt.data.instruments import INSTRUMENTS, parse_instruments
+    from umt.data.make_bench import Settings, make_bench
+
+    if args.list_instruments:
+        for name, inst in INSTRUMENTS.items():
+            print(f"{name:<16} GM program {inst.program + 1:>3}  MIDI keys {inst.low}-{inst.high}")
+        return 0
+    if args.out is None:
+        raise UserError("OUT is required: the folder to render into")
+    if args.minutes <= 0 or args.clip_seconds <= 0:
+        raise UserError("--minutes and --clip-seconds must be positive")
+    domains = parse_instruments(args.domains)
+    settings = Settings(args.corpus, args.minutes, args.sample_rate, args.seed, args.clip_seconds, args.with_drums)
+    pairing = make_bench(args.out, domains, settings, args.jobs)
+    minutes = sum(p["seconds"] for p in pairing["pieces"]) / 60
+    print(f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains into {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Data: the built-in benchmark corpus, dataset preparation, and training crops."""
