@@ -33,3 +33,21 @@ def messy_source(tmp_path: Path) -> Path:
     (src / "piano" / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
     (src / "piano" / "readme.txt").write_text("ignored: not an audio suffix\n")
     return src
+
+
+@pytest.fixture(scope="session")
+def two_domains(tmp_path_factory) -> Path:
+    """A prepared dataset of two easily told-apart domains: low loud sines and high quiet ones.
+
+    Six one-second files each, so the 80/10/10 split leaves a file for val and for test.
+    """
+    from umt.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("two_domains")
+    for domain, base, amplitude in (("low", 150.0, 0.8), ("high", 2500.0, 0.2)):
+        for i in range(6):
+            path = root / "src" / domain / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(1.0, 16000, base * 2 ** (i / 6), amplitude), 16000)
+    prepare(root / "src", root / "prep", 16000, {"train": 0.8, "val": 0.1, "test": 0.1})
+    return root / "prep"

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_prepare(commands)
     _add_make_bench(commands)
+    _add_train(commands)
     return parser
 
 
@@ -121,4 +122,63 @@ def _run_make_bench(args: argparse.Namespace) -> int:
     pairing = make_bench(args.out, domains, settings, args.jobs)
     minutes = sum(p["seconds"] for p in pairing["pieces"]) / 60
     print(f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains into {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+
+
+def _add_train(commands) -> None:
+    from umt.model import PRESETS
+    from umt.train import PRESET_BATCH, TrainConfig
+
+    defaults = TrainConfig()
+    p = commands.add_parser(
+        "train",
+        help="train the encoder, one decoder per domain and the domain classifier",
+        description="Trains on a prepared dataset (umt prepare). All domains train together in one process; "
+        "under torchrun each process takes a slice of every batch (DDP). With --resume, flags you give "
+        "override the stored ones (e.g. a larger --steps).",
+    )
+    p.add_argument("prep", type=Path, metavar="PREP", help="a folder written by `umt prepare`")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and TensorBoard logs")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--from", dest="base", type=Path, help="with --add-domain: the checkpoint to extend")
+    p.add_argument("--add-domain", help="train only a new decoder for this domain of PREP; all else frozen")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    flags = {
+        "preset": dict(choices=list(PRESETS)),
+        "steps": dict(type=int),
+        "batch_size": dict(type=int, help="crops per domain per process"),
+        "crop": dict(type=int, help="crop length in samples, a multiple of the latent frame"),
+        "lr": dict(type=float),
+        "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
+        "clip": dict(type=float, help="gradient-norm clipping"),
+        "confusion_weight": dict(type=float, help="lambda: weight of the domain-confusion term"),
+        "seed": dict(type=int),
+        "workers": dict(type=int, help="DataLoader worker processes"),
+        "precision": dict(choices=["auto", "fp32", "bf16", "fp16"]),
+        "activation_checkpointing": dict(
+            action=argparse.BooleanOptionalAction, help="recompute decoder layers in backward to save memory"
+        ),
+        "val_every": dict(type=int),
+        "val_items": dict(type=int, help="validation crops per domain"),
+        "checkpoint_every": dict(type=int),
+        "audio_every": dict(type=int, help="steps between TensorBoard audio clips"),
+        "log_every": dict(type=int, help="steps between log lines when not on a terminal"),
+    }
+    for name, kwargs in flags.items():
+        default = getattr(defaults, name)
+        if name in ("batch_size", "crop"):
+            default = ", ".join(f"{p} {sizes[name]}" for p, sizes in PRESET_BATCH.items())
+        kwargs["help"] = f"{kwargs.get('help', '')} (default: {default})".strip()
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **kwargs)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from umt.train import TrainConfig, train
+
+    options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k) is not None}
+    train(args.prep, args.out, options, args.device, args.resume, args.base, args.add_domain)
     return 0

@@ -83,7 +83,7 @@ class StepSampler(Sampler[int]):
 
 
 def crop_loader(
-    dataset: CropDataset,
+    dataset: Dataset,
     batch_size: int,
     workers: int = 0,
     start_step: int = 0,
@@ -101,3 +101,18 @@ def crop_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+class MultiDomainCrops(Dataset):
+    """Item i of every domain at once: (inputs, targets) of shape [domains, crop].
+
+    One DataLoader over this feeds a training step (a batch of each domain) with one set of
+    worker processes, whatever the number of domains.
+    """
+
+    def __init__(self, domains: list[CropDataset]):
+        self.domains = domains
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [d[index] for d in self.domains]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from umt.model import SILENCE, UMT, DomainClassifier, ModelConfig, check_crop, parameter_count, preset, shift_right
+from umt.errors import UserError
+
+
+def small_config(**kw) -> ModelConfig:
+    return preset("tiny", ["a", "b"], **kw)
+
+
+def test_paper_preset_sizes():
+    cfg = preset("paper", ["piano", "violin"])
+    model = UMT(cfg)
+    assert parameter_count(model.encoder) == pytest.approx(2.0e6, rel=0.02)
+    assert parameter_count(model.decoders["piano"]) == pytest.approx(6.5e6, rel=0.02)
+    assert cfg.sample_rate / cfg.pool == 20  # 20 Hz latent
+    assert cfg.decoder_receptive_field == 4 * (2**14 - 1) + 1
+    assert parameter_count(DomainClassifier(cfg)) < 20_000
+
+
+def test_small_preset_is_far_cheaper():
+    paper, small = UMT(preset("paper", ["a"])), UMT(preset("small", ["a"]))
+    assert parameter_count(small.encoder) * 5 < parameter_count(paper.encoder)
+    assert parameter_count(small.decoders["a"]) * 5 < parameter_count(paper.decoders["a"])
+
+
+def test_shapes():
+    cfg = small_config()
+    model = UMT(cfg)
+    codes = torch.randint(0, 256, (3, 800))
+    latent = model.encode(codes)
+    assert latent.shape == (3, 800 // cfg.pool, cfg.latent_channels)
+    logits = model.decoders["a"](shift_right(codes), latent)
+    assert logits.shape == (3, 800, 256)
+    assert DomainClassifier(cfg)(latent).shape == (3, 2)
+    ce, lat = model(codes.view(1, 3, 800).expand(2, 3, 800), codes.view(1, 3, 800).expand(2, 3, 800), ["a", "b"])
+    assert ce.shape == (2,) and lat.shape == (6, 8, cfg.latent_channels)
+
+
+def test_shift_right_starts_from_silence():
+    codes = torch.tensor([[5, 6, 7]])
+    assert shift_right(codes).tolist() == [[SILENCE, 5, 6]]
+
+
+def influence(fn, x: torch.Tensor, position: int) -> torch.Tensor:
+    """Which output positions change when input `position` changes."""
+    changed = x.clone()
+    changed[:, position] = (changed[:, position] + 97) % 256 if x.dtype == torch.long else changed[:, position] + 0.5
+    return (fn(x) - fn(changed)).abs().flatten(2).amax(-1)[0] > 0
+
+
+def test_decoder_receptive_field():
+    cfg = small_config()
+    torch.manual_seed(0)
+    decoder = UMT(cfg).decoders["a"]
+    latent = torch.randn(1, 4, cfg.latent_channels)
+    previous = torch.randint(0, 256, (1, 400))
+    with torch.no_grad():
+        hit = influence(lambda p: decoder(p, latent), previous, 100)
+    # previous[t] is the target at t-1: it reaches logits t .. t + receptive field - 1.
+    assert hit.nonzero().flatten().tolist() == list(range(100, 100 + cfg.decoder_receptive_field))
+
+
+def test_encoder_receptive_field():
+    cfg = small_config(pool=1)
+    torch.manual_seed(0)
+    encoder = UMT(cfg).encoder
+    audio = torch.rand(1, 200) - 0.5
+    with torch.no_grad():
+        hit = influence(lambda a: encoder(a).unsqueeze(-1), audio, 100)
+    half = cfg.encoder_receptive_field // 2
+    assert hit.nonzero().flatten().tolist() == list(range(100 - half, 100 + half + 1))
+
+
+def test_decoder_is_causal():
+    """Changing the target at t and later never changes the logits at t or before."""
+    cfg = small_config()
+    torch.manual_seed(1)
+    decoder = UMT(cfg).decoders["a"]
+    latent = torch.randn(2, 6, cfg.latent_channels)
+    target = torch.randint(0, 256, (2, 600))
+    for t in (0, 1, 77, 300, 599):
+        changed = target.clone()
+        changed[:, t:] = torch.randint(0, 256, changed[:, t:].shape)
+        with torch.no_grad():
+            a, b = decoder(shift_right(target), latent), decoder(shift_right(changed), latent)
+        assert torch.equal(a[:, : t + 1], b[:, : t + 1])
+        if t < 599:
+            assert not torch.equal(a[:, t + 1 :], b[:, t + 1 :])
+
+
+def test_crop_must_fit_the_latent_frames():
+    cfg = small_config()
+    check_crop(cfg, 400)
+    with pytest.raises(UserError, match="multiple"):
+        check_crop(cfg, 450)
+    with pytest.raises(UserError, match="--preset"):
+        preset("huge", ["a"])
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    cfg = small_config()
+    torch.manual_seed(2)
+    decoder = UMT(cfg).decoders["a"]
+    latent = torch.randn(2, 4, cfg.latent_channels)
+    target = torch.randint(0, 256, (2, 400))
+
+    def grads():
+        decoder.zero_grad()
+        logits = decoder(shift_right(target), latent)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten()).backward()
+        return [p.grad.clone() for p in decoder.parameters()]
+
+    plain = grads()
+    decoder.activation_checkpointing = True
+    for a, b in zip(plain, grads()):
+        torch.testing.assert_close(a, b)

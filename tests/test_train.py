@@ -1,0 +1,145 @@
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tone
+from umt.checkpoint import load_checkpoint, load_model
+from umt.cli import main
+from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
+from umt.data.manifest import Manifest
+from umt.data.prepare import prepare
+from umt.model import preset
+from umt.train import TrainConfig, build_run, train, train_step, validate
+
+CPU = torch.device("cpu")
+QUICK = dict(preset="tiny", crop=400, batch_size=2, workers=0, val_items=4, val_every=5, audio_every=5)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_overfits_a_tiny_dataset(two_domains: Path, tmp_path: Path):
+    options = dict(QUICK, steps=150, crop=800, batch_size=4, lr=3e-3, val_every=1000, audio_every=1000)
+    run = train(two_domains, tmp_path / "run", options, "cpu")
+    manifest = Manifest.read(two_domains)
+    on_train = {d: CropDataset(manifest, d, "train", 800, augment=False) for d in manifest.domains}
+    ce = validate(run, on_train, TrainConfig(batch_size=8, val_items=16), None, CPU)["ce"]
+    assert ce < 0.5 * math.log(256), f"teacher-forced CE {ce:.2f} nats did not fall well below ln 256"
+
+
+def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps: int = 200) -> float:
+    cfg = preset("tiny", manifest.domains)
+    tcfg = TrainConfig(preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight)
+    run = build_run(cfg, tcfg, cfg.domains, CPU, None)
+    data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
+    accuracies = []
+    for inputs, targets in crop_loader(data, 4, steps=steps):
+        stats = train_step(run, run.model, run.classifier, inputs.transpose(0, 1), targets.transpose(0, 1), tcfg, None, CPU)
+        accuracies.append(stats["classifier_acc"])
+    return float(np.mean(accuracies[-50:]))
+
+
+def test_domain_confusion_pushes_the_classifier_towards_chance(two_domains: Path):
+    manifest = Manifest.read(two_domains)
+    without = mean_classifier_accuracy(manifest, 0.0)
+    adversarial = mean_classifier_accuracy(manifest, 1.0)
+    assert without > 0.9  # the latent tells the two domains apart
+    assert abs(adversarial - 0.5) < abs(without - 0.5) - 0.3
+
+
+def test_resume_continues_the_same_run(two_domains: Path, tmp_path: Path):
+    train(two_domains, tmp_path / "straight", dict(QUICK, steps=10), "cpu")
+    train(two_domains, tmp_path / "halves", dict(QUICK, steps=5), "cpu")
+    assert load_checkpoint(tmp_path / "halves" / "last.pt")["step"] == 5
+    train(two_domains, tmp_path / "halves", dict(steps=10), "cpu", resume=True)
+    a, b = weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "halves" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = load_checkpoint(tmp_path / "halves" / "last.pt")
+    assert state["step"] == 10 and state["train"]["crop"] == 400
+
+
+def test_ddp_two_processes_match_one(two_domains: Path, tmp_path: Path):
+    common = ["--preset", "tiny", "--steps", "3", "--crop", "400", "--workers", "0", "--val-every", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = [sys.executable, "-m", "umt", "train", str(two_domains), "--out", str(tmp_path / "one"), "--batch-size", "2"]
+    subprocess.run([*single, *common], check=True, env=env, capture_output=True)
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "umt", "train"]
+    result = subprocess.run(
+        [*ddp, str(two_domains), "--out", str(tmp_path / "two"), "--batch-size", "1", "--device", "cpu", *common],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    a, b = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_add_domain_trains_only_the_new_decoder(two_domains: Path, tmp_path: Path):
+    train(two_domains, tmp_path / "base", dict(QUICK, steps=3), "cpu")
+    src = tmp_path / "src"
+    for i in range(4):
+        path = src / "mid" / f"{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(1.0, 16000, 600 + 50 * i, 0.5), 16000)
+    prepare(src, tmp_path / "prep_mid", 16000, {"train": 0.5, "val": 0.5, "test": 0.0})
+    base = tmp_path / "base" / "last.pt"
+    train(tmp_path / "prep_mid", tmp_path / "added", dict(steps=4, val_every=2), "cpu", base=base, add_domain="mid")
+
+    before, after = weights(base), weights(tmp_path / "added" / "last.pt")
+    assert load_checkpoint(tmp_path / "added" / "last.pt")["config"]["domains"] == ["high", "low", "mid"]
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # encoder and existing decoders untouched
+    fresh = load_model(tmp_path / "added" / "last.pt")
+    assert set(fresh.decoders) == {"high", "low", "mid"}
+    with pytest.raises(Exception, match="already has"):
+        train(tmp_path / "prep_mid", tmp_path / "again", dict(steps=1), "cpu", base=tmp_path / "added" / "last.pt", add_domain="mid")
+
+
+def test_cli_train_writes_checkpoints_and_logs(two_domains: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", str(two_domains), "--out", str(out), "--preset", "tiny", "--crop", "400", "--workers", "0"]
+    assert main([*argv, "--steps", "4", "--val-every", "2"]) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 4 and state["config"]["domains"] == ["high", "low"]
+    assert (out / "best.pt").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    printed = capsys.readouterr().out
+    assert "val step 4" in printed and "bits" in printed
+
+    assert main([*argv, "--steps", "6"]) == 2  # would overwrite the run
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv, "--steps", "6", "--resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 6
+
+
+def test_cli_train_bad_inputs(tmp_path: Path, two_domains: Path, capsys):
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "umt prepare" in capsys.readouterr().err
+    assert main(["train", str(two_domains), "--out", str(tmp_path / "r"), "--crop", "450", "--preset", "tiny"]) == 2
+    assert "--crop 450" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["train", str(two_domains), "--out", str(tmp_path / "r2"), "--from", str(bad), "--add-domain", "x"]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoints_cannot_run_code(tmp_path: Path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"config": {}, "model": {}, "payload": Payload()}, evil)
+    with pytest.raises(Exception, match=r"evil\.pt: not a loadable umt checkpoint"):
+        load_checkpoint(evil)

@@ -1,0 +1,44 @@
+"""Checkpoints: plain dicts of tensors and numbers, written atomically, read with weights_only=True.
+
+weights_only=True means a checkpoint downloaded from anywhere can only contain data: the
+unpickler refuses anything that would run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from umt.errors import UserError
+from umt.fileio import atomic_path
+from umt.model import UMT, ModelConfig
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a loadable umt checkpoint ({reason})") from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise UserError(f"{path}: not a umt checkpoint (no config or model weights)")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
+    """The translation model of a checkpoint, in eval mode."""
+    state = load_checkpoint(path, device)
+    model = UMT(ModelConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

@@ -1,0 +1,456 @@
+"""Training: every domain's decoder, the shared encoder and the domain-confusion classifier,
+trained together in one process (or one process per GPU under torchrun).
+
+One step, as in the paper:
+  1. encode the augmented input of a batch of every domain; each decoder reconstructs its
+     own domain's clean crop (teacher forcing) -> cross-entropy per domain;
+  2. the classifier takes a step on the detached latents (learn to tell the domains apart);
+  3. encoder and decoders take a step on  sum(CE) - lambda * CE_classifier,  the classifier
+     held fixed: the encoder is rewarded for latents the classifier cannot place.
+With --add-domain, the encoder and the existing decoders are frozen and only the new
+decoder trains (step 1 alone).
+
+Distributed: torchrun starts one process per GPU; each holds the whole model (the encoder
+and every decoder) and the classifier, wrapped in DDP, and takes its slice of every global
+batch by index (see umt.data.crops), so N processes with batch B train exactly like one
+process with batch N*B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from umt.audio import mu_law_decode
+from umt.checkpoint import load_checkpoint, save_checkpoint
+from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
+from umt.data.manifest import Manifest
+from umt.errors import UserError
+from umt.model import UMT, DomainClassifier, ModelConfig, check_crop, describe, preset, shift_right
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a run except where it runs; stored in every checkpoint."""
+
+    preset: str = "small"
+    steps: int = 20000
+    batch_size: int = 8  # crops per domain, per process
+    crop: int = 8000  # samples; the paper uses 12000 (0.75 s at 16 kHz)
+    lr: float = 1e-3
+    lr_decay: float = 0.98  # factor per 1000 steps
+    clip: float = 1.0  # gradient-norm clipping
+    confusion_weight: float = 0.01  # lambda of the domain-confusion term
+    seed: int = 0
+    workers: int = 2  # DataLoader processes (pitch augmentation runs there)
+    precision: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), fp32, bf16, fp16
+    activation_checkpointing: bool = False  # recompute decoder layers in backward: less memory, ~1/3 more compute
+    val_every: int = 500
+    val_items: int = 32  # validation crops per domain
+    checkpoint_every: int = 250
+    audio_every: int = 2000
+    log_every: int = 50
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+# Batch sizes that suit each preset, used unless --batch-size / --crop say otherwise.
+PRESET_BATCH = {
+    "paper": {"batch_size": 4, "crop": 12000},  # as the paper
+    "small": {"batch_size": 8, "crop": 8000},  # 0.5 s, about eight decoder receptive fields
+    "tiny": {"batch_size": 2, "crop": 4000},
+}
+
+
+@dataclass
+class Run:
+    """The live state of a run: what a checkpoint saves and restores."""
+
+    model: UMT
+    classifier: DomainClassifier | None  # None when only a new decoder trains
+    optimizer: torch.optim.Optimizer
+    classifier_optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    trainable: list[str]  # the domains whose decoders train
+    step: int = 0
+    best_val: float = math.inf
+
+
+# ---------------------------------------------------------------- devices and processes
+
+
+@dataclass(frozen=True)
+class Process:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_process(device: str) -> Process:
+    """Join the torchrun process group if there is one, and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device is available")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{local_rank}"
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    return Process(rank, world, torch.device(device))
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None means full fp32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device):
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------- building a run
+
+
+def build_run(
+    cfg: ModelConfig, tcfg: TrainConfig, trainable: list[str], device: torch.device, dtype: torch.dtype | None
+) -> Run:
+    torch.manual_seed(tcfg.seed)
+    model = UMT(cfg).to(device)
+    for decoder in model.decoders.values():
+        decoder.activation_checkpointing = tcfg.activation_checkpointing
+    train_encoder = trainable == cfg.domains
+    for name, param in model.named_parameters():
+        param.requires_grad = train_encoder or any(name.startswith(f"decoders.{d}.") for d in trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.Adam(params, lr=tcfg.lr, **fused)
+    classifier = classifier_optimizer = None
+    if train_encoder:
+        classifier = DomainClassifier(cfg).to(device)
+        classifier_optimizer = torch.optim.Adam(classifier.parameters(), lr=tcfg.lr, **fused)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay ** (1 / 1000))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Run(model, classifier, optimizer, classifier_optimizer, scheduler, scaler, trainable)
+
+
+def checkpoint_state(run: Run, cfg: ModelConfig, tcfg: TrainConfig) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "config": cfg.to_dict(),
+        "train": asdict(tcfg),
+        "trainable": run.trainable,
+        "step": run.step,
+        "best_val": run.best_val,
+        "model": run.model.state_dict(),
+        "classifier": run.classifier.state_dict() if run.classifier else None,
+        "optimizer": run.optimizer.state_dict(),
+        "classifier_optimizer": run.classifier_optimizer.state_dict() if run.classifier_optimizer else None,
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rng,
+    }
+
+
+def restore(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.classifier is not None:
+        run.classifier.load_state_dict(state["classifier"])
+        run.classifier_optimizer.load_state_dict(state["classifier_optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.step, run.best_val = state["step"], state["best_val"]
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+
+
+def plan_run(
+    manifest: Manifest, out: Path, options: dict, resume: bool, base: Path | None, add_domain: str | None
+) -> tuple[ModelConfig, TrainConfig, list[str], dict | None, dict | None]:
+    """Decide the model config, training config and trainable domains of a new or resumed run.
+
+    Returns (config, train config, trainable domains, state to resume, base weights to start from).
+    """
+    last = out / "last.pt"
+    if resume:
+        state = load_checkpoint(last)
+        tcfg = TrainConfig(**{**state["train"], **options})
+        return ModelConfig.from_dict(state["config"]), tcfg, state["trainable"], state, None
+    if last.exists():
+        raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    if add_domain:
+        if base is None:
+            raise UserError("--add-domain needs --from CKPT, the model to extend")
+        base_state = load_checkpoint(base)
+        tcfg = TrainConfig(**{**base_state["train"], "steps": TrainConfig.steps, **options})
+        cfg = ModelConfig.from_dict(base_state["config"])
+        if add_domain in cfg.domains:
+            raise UserError(f"--add-domain {add_domain}: {base} already has that domain")
+        cfg.domains = [*cfg.domains, add_domain]
+        return cfg, tcfg, [add_domain], None, base_state
+    if base is not None:
+        raise UserError("--from is used with --add-domain (to continue a run, use --resume)")
+    tcfg = TrainConfig(**{**PRESET_BATCH.get(options.get("preset", TrainConfig.preset), {}), **options})
+    return preset(tcfg.preset, manifest.domains), tcfg, list(manifest.domains), None, None
+
+
+# ---------------------------------------------------------------- one step
+
+
+def train_step(
+    run: Run, model, classifier, inputs: torch.Tensor, targets: torch.Tensor, tcfg: TrainConfig, dtype, device
+) -> dict[str, float]:
+    """One optimisation step on a batch of every trainable domain. `model` and `classifier`
+    are run.model and run.classifier, or their DDP wrappers."""
+    n_domains, batch = targets.shape[:2]
+    with autocast(dtype, device):
+        ce, latent = model(inputs, targets, run.trainable)
+    stats = {f"ce/{d}": v for d, v in zip(run.trainable, ce.tolist())}
+    loss = ce.sum()
+
+    if classifier is not None:
+        labels = torch.arange(n_domains, device=device).repeat_interleave(batch)
+        # (2) the classifier learns on latents it cannot change
+        with autocast(dtype, device):
+            logits = classifier(latent.detach()).float()
+        classifier_loss = F.cross_entropy(logits, labels)
+        run.classifier_optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(classifier_loss).backward()
+        run.scaler.step(run.classifier_optimizer)
+        stats["classifier_loss"] = classifier_loss.item()
+        stats["classifier_acc"] = (logits.argmax(-1) == labels).float().mean().item()
+        # (3) the encoder is pushed away from what the classifier now knows
+        if tcfg.confusion_weight:
+            frozen = {k: v.detach() for k, v in run.classifier.named_parameters()}
+            with autocast(dtype, device):
+                adversary = torch.func.functional_call(run.classifier, frozen, (latent,)).float()
+            loss = loss - tcfg.confusion_weight * F.cross_entropy(adversary, labels)
+
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+        [p for p in run.model.parameters() if p.requires_grad], tcfg.clip
+    ).item()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.step += 1
+    stats["loss"] = loss.item()
+    return stats
+
+
+# ---------------------------------------------------------------- validation and audio
+
+
+@torch.no_grad()
+def validate(run: Run, val_sets: dict[str, CropDataset], tcfg: TrainConfig, dtype, device) -> dict[str, float]:
+    """Teacher-forced cross-entropy per domain (nats and bits per sample) and the
+    classifier's accuracy on the validation latents."""
+    run.model.eval()
+    results: dict[str, float] = {}
+    correct = total = 0
+    domains = run.model.cfg.domains
+    for domain, dataset in val_sets.items():
+        nats = 0.0
+        count = 0
+        for first in range(0, tcfg.val_items, tcfg.batch_size):
+            items = [dataset[i] for i in range(first, min(first + tcfg.batch_size, tcfg.val_items))]
+            inputs = torch.stack([x for x, _ in items]).to(device)
+            targets = torch.stack([y for _, y in items]).to(device)
+            with autocast(dtype, device):
+                latent = run.model.encode(inputs)
+                logits = run.model.decoders[domain](shift_right(targets), latent)
+            nats += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").item()
+            count += targets.numel()
+            if run.classifier is not None:
+                with autocast(dtype, device):
+                    guess = run.classifier(latent).argmax(-1)
+                correct += int((guess == domains.index(domain)).sum())
+                total += len(items)
+        results[f"ce/{domain}"] = nats / count
+        results[f"bits/{domain}"] = nats / count / math.log(2)
+    results["ce"] = sum(results[f"ce/{d}"] for d in val_sets) / len(val_sets)
+    if total:
+        results["classifier_acc"] = correct / total
+    run.model.train()
+    return results
+
+
+@torch.no_grad()
+def teacher_forced_clips(run: Run, val_sets: dict[str, CropDataset], device) -> dict[str, torch.Tensor]:
+    """Per domain: the input crop and a reconstruction sampled from the decoder's
+    teacher-forced distribution (each sample given the true past), as float audio."""
+    run.model.eval()
+    clips = {}
+    for domain, dataset in val_sets.items():
+        inputs, targets = (t.unsqueeze(0).to(device) for t in dataset[0])
+        logits = run.model.decoders[domain](shift_right(targets), run.model.encode(inputs))
+        sampled = torch.distributions.Categorical(logits=logits.float()).sample()
+        clips[f"{domain}/input"] = mu_law_decode(targets[0]).cpu()
+        clips[f"{domain}/teacher_forced"] = mu_law_decode(sampled[0]).cpu()
+    run.model.train()
+    return clips
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    prep: Path,
+    out: Path,
+    options: dict,
+    device: str = "auto",
+    resume: bool = False,
+    base: Path | None = None,
+    add_domain: str | None = None,
+) -> Run:
+    """Train (or resume) a run in `out`; returns the final state. `options` are TrainConfig fields."""
+    proc = start_process(device)
+    manifest = Manifest.read(prep)
+    cfg, tcfg, trainable, state, base_state = plan_run(manifest, out, options, resume, base, add_domain)
+    missing = [d for d in trainable if d not in manifest.domains]
+    if missing:
+        raise UserError(f"{prep}: has no domain {', '.join(missing)} (it has {', '.join(manifest.domains)})")
+    check_crop(cfg, tcfg.crop)
+    dtype = autocast_dtype(tcfg.precision, proc.device)
+
+    run = build_run(cfg, tcfg, trainable, proc.device, dtype)
+    if base_state is not None:  # --add-domain: everything but the new decoder comes from the base model
+        run.model.load_state_dict(base_state["model"], strict=False)
+    if state is not None:
+        restore(run, state)
+
+    train_sets = [CropDataset(manifest, d, "train", tcfg.crop, augment=True, seed=tcfg.seed) for d in trainable]
+    val_sets = {d: CropDataset(manifest, d, "val", tcfg.crop, augment=False, seed=tcfg.seed)
+                for d in trainable if _has_split(manifest, d, "val", tcfg.crop)}  # fmt: skip
+    remaining = tcfg.steps - run.step
+    loader = crop_loader(
+        MultiDomainCrops(train_sets), tcfg.batch_size, tcfg.workers, run.step, proc.rank, proc.world, max(0, remaining)
+    )
+
+    model = DDP(run.model) if proc.world > 1 else run.model
+    classifier = DDP(run.classifier) if proc.world > 1 and run.classifier is not None else run.classifier
+    log = Logger(out, proc, tcfg, run.step, cfg)
+    if proc.main:
+        log.line(describe(cfg))
+        if len(val_sets) < len(trainable):
+            log.line(f"no validation crops for {', '.join(sorted(set(trainable) - set(val_sets)))}: not validated")
+
+    samples_per_step = len(trainable) * tcfg.batch_size * tcfg.crop * proc.world
+    tic = time.perf_counter()
+    for inputs, targets in loader:
+        inputs = inputs.transpose(0, 1).to(proc.device, non_blocking=True)  # [D, B, T]
+        targets = targets.transpose(0, 1).to(proc.device, non_blocking=True)
+        stats = train_step(run, model, classifier, inputs, targets, tcfg, dtype, proc.device)
+        if not proc.main:
+            continue
+        now = time.perf_counter()
+        stats["samples_per_s"] = samples_per_step / (now - tic)
+        stats["lr"] = run.scheduler.get_last_lr()[0]
+        tic = now
+        log.train(run.step, stats)
+        last_step = run.step == tcfg.steps
+        if val_sets and (run.step % tcfg.val_every == 0 or last_step):
+            results = validate(run, val_sets, tcfg, dtype, proc.device)
+            log.validation(run.step, results)
+            if results["ce"] < run.best_val:
+                run.best_val = results["ce"]
+                save_checkpoint(out / "best.pt", checkpoint_state(run, cfg, tcfg))
+        if val_sets and (run.step % tcfg.audio_every == 0 or last_step):
+            log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
+        if run.step % tcfg.checkpoint_every == 0 or last_step:
+            save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
+        tic = time.perf_counter()  # validation and saving do not count against throughput
+    if proc.main:
+        log.line(f"step {run.step}: {out / 'last.pt'}")
+        log.close()
+    if proc.world > 1:
+        dist.barrier()
+    return run
+
+
+def _has_split(manifest: Manifest, domain: str, split: str, crop: int) -> bool:
+    return any(e.samples >= crop for e in manifest.entries(domain, split))
+
+
+class Logger:
+    """TensorBoard scalars and audio, a tqdm bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: Path, proc: Process, tcfg: TrainConfig, start: int, cfg: ModelConfig):
+        self.tcfg = tcfg
+        self.enabled = proc.main
+        self.writer = None
+        self.bar = None
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        out.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(out / "tensorboard"))
+        if sys.stderr.isatty():
+            self.bar = tqdm(total=tcfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+    def line(self, text: str) -> None:
+        for row in text.splitlines():
+            (self.bar.write if self.bar else print)(row, **({} if self.bar else {"flush": True}))
+
+    def train(self, step: int, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        ce = sum(v for k, v in stats.items() if k.startswith("ce/")) / sum(k.startswith("ce/") for k in stats)
+        if self.bar:
+            self.bar.update(1)
+            self.bar.set_postfix(ce=f"{ce:.3f}", acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
+        elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
+            acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
+            self.line(
+                f"step {step}/{self.tcfg.steps} ce {ce:.4f}{acc} lr {stats['lr']:.2e} "
+                f"{stats['samples_per_s']:.0f} samples/s"
+            )
+
+    def validation(self, step: int, results: dict[str, float]) -> None:
+        for key, value in results.items():
+            self.writer.add_scalar(f"val/{key}", value, step)
+        per_domain = " ".join(f"{k[3:]} {v:.3f}" for k, v in results.items() if k.startswith("ce/"))
+        acc = f", classifier_acc {results['classifier_acc']:.2f}" if "classifier_acc" in results else ""
+        self.line(f"val step {step}: ce {results['ce']:.4f} nats ({results['ce'] / math.log(2):.3f} bits): {per_domain}{acc}")
+
+    def audio(self, step: int, clips: dict[str, torch.Tensor], sample_rate: int) -> None:
+        for name, clip in clips.items():
+            self.writer.add_audio(name, clip.unsqueeze(0), step, sample_rate=sample_rate)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+        self.writer.close()
