@@ -51,3 +51,18 @@ def two_domains(tmp_path_factory) -> Path:
             sf.write(path, tone(1.0, 16000, base * 2 ** (i / 6), amplitude), 16000)
     prepare(root / "src", root / "prep", 16000, {"train": 0.8, "val": 0.1, "test": 0.1})
     return root / "prep"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny model with domains 'high' and 'low' (random weights suffice for plumbing)."""
+    import torch
+
+    from umt.checkpoint import save_checkpoint
+    from umt.model import UMT, preset
+
+    torch.manual_seed(0)
+    cfg = preset("tiny", ["high", "low"])
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": UMT(cfg).state_dict()})
+    return path

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(commands)
     _add_make_bench(commands)
     _add_train(commands)
+    _add_translate(commands)
     return parser
 
 
@@ -182,3 +183,66 @@ def _run_train(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k) is not None}
     train(args.prep, args.out, options, args.device, args.resume, args.base, args.add_domain)
     return 0
+
+
+# ---------------------------------------------------------------- translate
+
+
+def _add_translate(commands) -> None:
+    p = commands.add_parser(
+        "translate",
+        help="translate audio files or folders into the model's domains",
+        description="Each input (a file, or a folder searched recursively) is encoded once and rendered in every "
+        "target domain as OUT/<domain>/<same relative path>. Existing outputs are kept unless --overwrite, "
+        "so an interrupted job resumes; inputs that fail are reported and the exit status is 1.",
+    )
+    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--out", type=Path, help="output folder")
+    p.add_argument("--model", type=Path, required=True, help="a checkpoint (RUN/best.pt or RUN/last.pt)")
+    p.add_argument("--to", help="comma-separated target domains (default: all of the model's)")
+    p.add_argument("--list-domains", action="store_true", help="print the model's domains and exit")
+    p.add_argument("--batch-size", type=int, default=64, help="chunks decoded in parallel (default: %(default)s)")
+    p.add_argument("--chunk-seconds", type=float, default=1.0, help="length of a decoded chunk (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    p.add_argument("--shard", default="0/1", help="I/N: translate only shard I (from 0) of N (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32",
+        help="arithmetic of generation; bf16 is faster on GPUs and AMX CPUs (default: %(default)s)",
+    )  # fmt: skip
+    p.set_defaults(run=_run_translate)
+
+
+def _run_translate(args: argparse.Namespace) -> int:
+    import torch
+
+    from umt.checkpoint import load_model
+    from umt.convert import convert, find_jobs, parse_shard, shard, summary
+    from umt.translate import Translator
+
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(args.model, device)
+    domains = model.cfg.domains
+    if args.list_domains:
+        print("\n".join(domains))
+        return 0
+    targets = [d.strip() for d in args.to.split(",") if d.strip()] if args.to else list(domains)
+    unknown = [d for d in targets if d not in domains]
+    if unknown:
+        raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
+    if not args.inputs or args.out is None:
+        raise UserError("give one or more INPUT files or folders and -o OUT")
+    if args.batch_size < 1 or args.chunk_seconds <= 0 or args.temperature < 0:
+        raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
+    index, count = parse_shard(args.shard)
+    jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
+    translator = Translator(
+        model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
+        torch.bfloat16 if args.precision == "bf16" else torch.float32,
+    )  # fmt: skip
+    report = convert(translator, jobs, targets, args.out, args.overwrite)
+    print(summary(report))
+    return 1 if report.failed else 0

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Autoregressive generation speed of one decoder (untrained: speed does not depend on the weights).
+
+    python bench/generate.py --preset paper --batch 32 --seconds 1
+    python bench/generate.py --preset small --batch 256 --seconds 1 --baseline
+
+Counts every batch row: samples_per_s = batch * seconds * sample_rate / wall time, printed
+as the last line. Also prints the arithmetic rate against a measured matmul peak of this
+machine, and with --baseline the naive approach (a full forward pass over the receptive
+field for every new sample) on a short run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from umt.generate import PackedDecoder, default_streams, generate
+from umt.model import UMT, preset, shift_right
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """FLOP/s of a large square matmul, the ceiling for this arithmetic on this machine."""
+    n = 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def naive_rate(decoder, latent: torch.Tensor, pool: int, receptive_field: int, steps: int) -> float:
+    """Samples/s when every new sample re-runs the decoder over its whole receptive field."""
+    b = latent.shape[0]
+    history = torch.full((b, receptive_field), 128, dtype=torch.long, device=latent.device)
+    frames = -(-receptive_field // pool)
+    context = latent[:, :1].expand(b, frames, latent.shape[-1])
+    padded = torch.nn.functional.pad(history, (frames * pool - receptive_field, 0), value=128)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = decoder(shift_right(padded), context)[:, -1]
+        padded = torch.cat([padded[:, 1:], logits.argmax(-1, keepdim=True)], dim=1)
+    return b * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=1.0, help="audio generated per batch row")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--streams", type=int, help="parallel streams (default: one per CPU core)")
+    parser.add_argument("--baseline", action="store_true", help="also time the naive recompute-everything loop")
+    parser.add_argument("--baseline-steps", type=int, default=3, help="samples the naive loop generates (batch 1)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    torch.manual_seed(0)
+    cfg = preset(args.preset, ["bench"])
+    decoder = UMT(cfg).decoders["bench"].to(device).eval()
+    frames = max(1, round(args.seconds * cfg.sample_rate / cfg.pool))
+    latent = torch.randn(args.batch, frames, cfg.latent_channels, device=device)
+    packed = PackedDecoder(decoder, cfg.pool, dtype)
+    streams = args.streams or default_streams(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+    generate(packed, latent[:, :1], streams=streams)  # warm-up: allocation, first-touch of buffers
+    start = time.perf_counter()
+    generate(packed, latent, 1.0, streams=streams)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = args.batch * frames * cfg.pool / (time.perf_counter() - start)
+    peak = matmul_peak(dtype, device)
+    achieved = rate * packed.flops_per_sample
+    print(f"device: {where}; preset {args.preset}, decoder receptive field {cfg.decoder_receptive_field} samples")
+    print(
+        f"incremental: batch {args.batch} x {frames * cfg.pool} samples, {args.precision}, {streams} stream(s): "
+        f"{rate:,.0f} samples/s = {rate / cfg.sample_rate:.2f}x real time"
+    )
+    print(
+        f"arithmetic: {packed.flops_per_sample / 1e6:.2f} MFLOP/sample -> {achieved / 1e9:.0f} GFLOP/s, "
+        f"{100 * achieved / peak:.0f}% of the measured {args.precision} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
+    )
+    if args.baseline:
+        naive = naive_rate(decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps)
+        print(
+            f"naive (batch 1, a full forward over the {cfg.decoder_receptive_field}-sample receptive field "
+            f"per sample): {naive:,.2f} samples/s; incremental is {rate / naive:,.0f}x faster"
+        )
+    print(f"samples_per_s={rate:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_tone
+from umt.cli import main
+from umt.convert import find_jobs, shard
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    write_tone(folder / "one.wav", 0.30, 16000, 300)
+    write_tone(folder / "sub" / "two.flac", 0.21, 44100, 500)  # resampled on the way in
+    (folder / "sub" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    return folder
+
+
+def translate(model: Path, *args: str) -> int:
+    return main(["translate", "--model", str(model), "--batch-size", "4", "--chunk-seconds", "0.05", *args])
+
+
+def test_folder_with_a_corrupt_file(tiny_checkpoint: Path, inputs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    assert translate(tiny_checkpoint, "--to", "high,low", str(inputs), "-o", str(out)) == 1
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert written == ["high/one.wav", "high/sub/two.wav", "low/one.wav", "low/sub/two.wav"]
+    captured = capsys.readouterr()
+    assert "broken.wav: cannot decode audio" in captured.out
+    assert "1 input(s) failed" in captured.out
+    assert "Traceback" not in captured.err
+    for name, seconds in (("one.wav", 0.30), ("sub/two.wav", 0.21)):
+        info = sf.info(out / "low" / name)
+        assert info.samplerate == 16000 and info.frames == round(seconds * 16000)
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    source = write_tone(tmp_path / "in" / "a.wav", 0.2)
+    out = tmp_path / "out"
+    assert translate(tiny_checkpoint, "--to", "low", str(source), "-o", str(out)) == 0
+    target = out / "low" / "a.wav"
+    first = sf.read(target)[0]
+    target.write_bytes(b"placeholder")  # stands in for an output from an earlier run
+    assert translate(tiny_checkpoint, "--to", "low", str(source), "-o", str(out)) == 0
+    assert target.read_bytes() == b"placeholder"
+    assert "skipped 1 existing" in capsys.readouterr().out
+    assert translate(tiny_checkpoint, "--to", "low", "--overwrite", str(source), "-o", str(out)) == 0
+    np.testing.assert_array_equal(sf.read(target)[0], first)  # same seed: same translation
+
+
+def test_seed_and_temperature(tiny_checkpoint: Path, tmp_path: Path):
+    source = write_tone(tmp_path / "a.wav", 0.2)
+
+    def render(name: str, *flags: str) -> np.ndarray:
+        assert translate(tiny_checkpoint, "--to", "high", *flags, str(source), "-o", str(tmp_path / name)) == 0
+        return sf.read(tmp_path / name / "high" / "a.wav")[0]
+
+    assert not np.array_equal(render("s0", "--seed", "0"), render("s1", "--seed", "1"))
+    np.testing.assert_array_equal(render("g0", "--temperature", "0", "--seed", "0"), render("g1", "--temperature", "0", "--seed", "1"))
+
+
+def test_shards_cover_every_file_once(tmp_path: Path):
+    for i in range(7):
+        write_tone(tmp_path / "in" / f"d{i % 2}" / f"f{i}.wav", 0.1)
+    jobs = find_jobs([tmp_path / "in"], ".wav")
+    parts = [shard(jobs, i, 3) for i in range(3)]
+    names = [j.rel for part in parts for j in part]
+    assert sorted(names) == sorted(j.rel for j in jobs) and len(names) == len(set(names)) == 7
+
+
+def test_shard_flag(tiny_checkpoint: Path, tmp_path: Path):
+    for i in range(4):
+        write_tone(tmp_path / "in" / f"f{i}.wav", 0.1)
+    out = tmp_path / "out"
+    for i in range(2):
+        assert translate(tiny_checkpoint, "--to", "low", "--shard", f"{i}/2", str(tmp_path / "in"), "-o", str(out)) == 0
+        assert len(list(out.rglob("*.wav"))) == 2 * (i + 1)
+
+
+def test_list_domains_and_bad_flags(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    assert translate(tiny_checkpoint, "--list-domains") == 0
+    assert capsys.readouterr().out.split() == ["high", "low"]
+    assert translate(tiny_checkpoint, "--to", "violin", str(tmp_path), "-o", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "violin" in err and "high, low" in err and err.count("\n") == 1
+    assert translate(tiny_checkpoint, "--shard", "3/2", str(tmp_path), "-o", str(tmp_path / "o")) == 2
+    assert translate(tiny_checkpoint, str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o")) == 2
+    assert "missing.wav: no such file" in capsys.readouterr().err
+    assert main(["translate", "--model", str(tmp_path / "nope.pt"), "--list-domains"]) == 2
+
+
+def test_too_short_input_is_reported(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    write_tone(tmp_path / "in" / "blip.wav", 0.004)  # 64 samples: less than one 100-sample latent frame
+    write_tone(tmp_path / "in" / "ok.wav", 0.1)
+    assert translate(tiny_checkpoint, "--to", "low", str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 1
+    assert "blip.wav: too short" in capsys.readouterr().out
+    assert (tmp_path / "out" / "low" / "ok.wav").is_file()
