@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from umt.generate import PackedDecoder, default_streams, generate
-from umt.model import UMT, preset, shift_right
+from umt.generate import PackedDecoder, Stream, default_streams, generate
+from umt.model import SILENCE, UMT, preset, shift_right
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
@@ -51,6 +51,28 @@ def naive_rate(decoder, latent: torch.Tensor, pool: int, receptive_field: int, s
     return b * steps / (time.perf_counter() - start)
 
 
+@torch.no_grad()
+def bf16_agreement(decoder, latent: torch.Tensor, pool: int) -> str:
+    """Feed the same code sequence (sampled in fp32) to an fp32 and a bf16 stream and compare
+    their output distributions step by step."""
+    fp32, bf16 = PackedDecoder(decoder, pool, torch.float32), PackedDecoder(decoder, pool, torch.bfloat16)
+    codes = generate(fp32, latent, 1.0, streams=1)
+    streams = [Stream(p) for p in (fp32, bf16)]
+    for stream, packed in zip(streams, (fp32, bf16)):
+        stream.start(*packed.conditioning(latent))
+    previous = torch.full((latent.shape[0],), SILENCE, dtype=torch.long, device=latent.device)
+    kl = agree = worst = 0.0
+    for t in range(codes.shape[1]):
+        a, b = (s.step(previous).float() for s in streams)
+        la, lb = a.log_softmax(-1), b.log_softmax(-1)
+        kl += (la.exp() * (la - lb)).sum(-1).mean().item()
+        agree += (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+        worst = max(worst, (a - b).abs().max().item())
+        previous = codes[:, t]
+    n = codes.shape[1]
+    return f"bf16 vs fp32 on the same inputs: mean KL {kl / n:.2e} nats, argmax agreement {100 * agree / n:.1f}%, max |logit diff| {worst:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny"])
@@ -60,6 +82,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, help="parallel streams (default: one per CPU core)")
     parser.add_argument("--baseline", action="store_true", help="also time the naive recompute-everything loop")
     parser.add_argument("--baseline-steps", type=int, default=3, help="samples the naive loop generates (batch 1)")
+    parser.add_argument("--check-bf16", action="store_true", help="compare bf16 with fp32 output distributions")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -97,6 +120,8 @@ def main() -> None:
             f"naive (batch 1, a full forward over the {cfg.decoder_receptive_field}-sample receptive field "
             f"per sample): {naive:,.2f} samples/s; incremental is {rate / naive:,.0f}x faster"
         )
+    if args.check_bf16:
+        print(bf16_agreement(decoder, latent[:4, :2], cfg.pool))
     print(f"samples_per_s={rate:.0f}")
 
 

@@ -201,7 +201,10 @@ def _add_translate(commands) -> None:
     p.add_argument("--model", type=Path, required=True, help="a checkpoint (RUN/best.pt or RUN/last.pt)")
     p.add_argument("--to", help="comma-separated target domains (default: all of the model's)")
     p.add_argument("--list-domains", action="store_true", help="print the model's domains and exit")
-    p.add_argument("--batch-size", type=int, default=64, help="chunks decoded in parallel (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int,
+        help="chunks decoded in parallel (default: as many as 2 GiB of decoder state allows, at most 512)",
+    )  # fmt: skip
     p.add_argument("--chunk-seconds", type=float, default=1.0, help="length of a decoded chunk (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
@@ -235,7 +238,7 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
     if not args.inputs or args.out is None:
         raise UserError("give one or more INPUT files or folders and -o OUT")
-    if args.batch_size < 1 or args.chunk_seconds <= 0 or args.temperature < 0:
+    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or args.temperature < 0:
         raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
     index, count = parse_shard(args.shard)
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)

@@ -71,6 +71,10 @@ class PackedDecoder:
         self.w_out = as_rhs(f32(decoder.head_out.weight))
         self.b_out = f32(decoder.head_out.bias).to(self.dtype)
 
+    def state_bytes_per_row(self) -> int:
+        """Memory of one row's generation state (mostly the ring buffers)."""
+        return sum(d + 2 for d in self.dilations) * self.r * torch.finfo(self.dtype).bits // 8
+
     @property
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of one generated sample (the per-frame conditioning excluded)."""
@@ -173,8 +177,11 @@ class Stream:
         b = codes.shape[1]
         sampler = InverseCdfSampler(seeds, temperature, self.p.device) if temperature else None
         previous = torch.full((b,), SILENCE, dtype=torch.long, device=self.p.device)
+        logits32 = torch.empty(b, N_CLASSES, device=self.p.device) if self.p.dtype != torch.float32 else None
         for t in range(codes.shape[0]):
             logits = self.step(previous)
+            if logits32 is not None:  # sample in fp32 whatever the arithmetic of the layers
+                logits = logits32.copy_(logits)
             if sampler is None:
                 previous = torch.argmax(logits, dim=1, out=codes[t])
             else:

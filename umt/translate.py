@@ -27,6 +27,8 @@ from umt.model import UMT
 
 OVERLAP_FRAMES = 2  # warm-up frame + crossfade frame at the start of every chunk
 ENCODE_WINDOW_SECONDS = 10.0
+STATE_BUDGET_BYTES = 2 << 30  # generation state the automatic batch size may use
+MAX_AUTO_BATCH = 512
 
 
 def encode_long(model: UMT, audio: torch.Tensor, window_frames: int) -> torch.Tensor:
@@ -61,7 +63,7 @@ class Translator:
         self,
         model: UMT,
         device: torch.device,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         chunk_seconds: float = 1.0,
         temperature: float = 1.0,
         seed: int = 0,
@@ -70,11 +72,15 @@ class Translator:
     ):
         cfg = model.cfg
         self.model = model.to(device).eval()
-        self.device, self.batch_size, self.temperature, self.seed, self.streams = device, batch_size, temperature, seed, streams
+        self.device, self.temperature, self.seed, self.streams = device, temperature, seed, streams
         self.pool = cfg.pool
         self.chunk_frames = max(1, round(chunk_seconds * cfg.sample_rate / cfg.pool))
         self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.pool))
         self.packed = {d: PackedDecoder(model.decoders[d], cfg.pool, dtype) for d in cfg.domains}
+        # By default as many chunks in parallel as 2 GiB of generation state allows (the paper
+        # decoder keeps 4 s of history per layer: 34 MB a row): 63 rows for `paper`, 512 for `small`.
+        per_row = next(iter(self.packed.values())).state_bytes_per_row()
+        self.batch_size = batch_size or max(1, min(MAX_AUTO_BATCH, STATE_BUDGET_BYTES // per_row))
         with torch.no_grad():  # the latent of silence: the context before a recording starts
             self.silence = model.encode(mu_law_encode(torch.zeros(1, cfg.pool, device=device)))[0, 0]
 
