@@ -31,7 +31,7 @@ def test_overfits_a_tiny_dataset(two_domains: Path, tmp_path: Path):
     run = train(two_domains, tmp_path / "run", options, "cpu")
     manifest = Manifest.read(two_domains)
     on_train = {d: CropDataset(manifest, d, "train", 800, augment=False) for d in manifest.domains}
-    ce = validate(run, on_train, TrainConfig(batch_size=8, val_items=16), None, CPU)["ce"]
+    ce = validate(run.model, run.classifier, on_train, items=16, batch_size=8)["ce"]
     assert ce < 0.5 * math.log(256), f"teacher-forced CE {ce:.2f} nats did not fall well below ln 256"
 
 

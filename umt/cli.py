@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_make_bench(commands)
     _add_train(commands)
     _add_translate(commands)
+    _add_classifier(commands)
+    _add_evaluate(commands)
     return parser
 
 
@@ -249,3 +251,81 @@ def _run_translate(args: argparse.Namespace) -> int:
     report = convert(translator, jobs, targets, args.out, args.overwrite)
     print(summary(report))
     return 1 if report.failed else 0
+
+
+# ---------------------------------------------------------------- classifier (the judge) and evaluate
+
+
+def _add_classifier(commands) -> None:
+    p = commands.add_parser("classifier", help="the independent domain classifier that judges translations")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="train the judge on real audio of a prepared dataset",
+        description="Trains a small CNN on log-mel spectrograms of the train split and reports its accuracy on "
+        "real audio of the test split; writes OUT/judge.pt.",
+    )
+    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("--out", type=Path, required=True, help="folder for judge.pt")
+    t.add_argument("--steps", type=int, default=600, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=8, help="crops per domain per step (default: %(default)s)")
+    t.add_argument("--test-clips", type=int, default=64, help="test crops per domain (default: %(default)s)")
+    t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(run=_run_classifier_train)
+
+
+def _run_classifier_train(args: argparse.Namespace) -> int:
+    from umt.judge import train_judge
+
+    scores = train_judge(
+        args.prep, args.out, args.steps, args.batch_size, args.seed, args.device, args.test_clips, args.crop_seconds
+    )
+    per_domain = ", ".join(f"{d} {v:.3f}" for d, v in scores["per_domain_accuracy"].items())
+    print(f"judge test accuracy {scores['test_accuracy']:.3f} ({per_domain}); saved {args.out / 'judge.pt'}")
+    return 0
+
+
+def _add_evaluate(commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="score a model's translations: target accuracy, chroma similarity, spectral distance, CE",
+        description="Translates test-split clips between every pair of domains and writes REPORT/metrics.json, "
+        "REPORT/report.md, heatmaps, spectrogram triptychs and the audio of those examples.",
+    )
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="a prepared dataset (umt prepare)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--classifier", type=Path, help="the judge (CLS/judge.pt or CLS); without it, no target accuracy")
+    p.add_argument("--clips", type=int, default=8, help="test clips per source domain (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
+    p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.evaluate import evaluate
+    from umt.judge import load_judge
+    from umt.translate import Translator
+
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    judge = None
+    if args.classifier is not None:
+        path = args.classifier / "judge.pt" if args.classifier.is_dir() else args.classifier
+        judge, state = load_judge(path, device)
+        print(f"judge: {path}, test accuracy on real audio {state['test_accuracy']:.3f}")
+    translator = Translator(load_model(args.model, device), device, args.batch_size, temperature=args.temperature)
+    metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures)
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
+    if "target_accuracy" in metrics:
+        off = [metrics["target_accuracy"][s][t] for s in metrics["domains"] for t in metrics["domains"] if s != t]
+        print(f"mean target accuracy off the diagonal: {sum(off) / max(1, len(off)):.3f}")
+    return 0

@@ -274,36 +274,39 @@ def train_step(
 
 
 @torch.no_grad()
-def validate(run: Run, val_sets: dict[str, CropDataset], tcfg: TrainConfig, dtype, device) -> dict[str, float]:
-    """Teacher-forced cross-entropy per domain (nats and bits per sample) and the
-    classifier's accuracy on the validation latents."""
-    run.model.eval()
+def validate(
+    model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, CropDataset], items: int, batch_size: int,
+    dtype=None, device: torch.device = torch.device("cpu"),
+) -> dict[str, float]:  # fmt: skip
+    """Teacher-forced cross-entropy per domain (nats and bits per sample) on `items` crops of
+    each dataset, and the classifier's accuracy on their latents."""
+    was_training = model.training
+    model.eval()
     results: dict[str, float] = {}
     correct = total = 0
-    domains = run.model.cfg.domains
     for domain, dataset in val_sets.items():
         nats = 0.0
         count = 0
-        for first in range(0, tcfg.val_items, tcfg.batch_size):
-            items = [dataset[i] for i in range(first, min(first + tcfg.batch_size, tcfg.val_items))]
-            inputs = torch.stack([x for x, _ in items]).to(device)
-            targets = torch.stack([y for _, y in items]).to(device)
+        for first in range(0, items, batch_size):
+            batch = [dataset[i] for i in range(first, min(first + batch_size, items))]
+            inputs = torch.stack([x for x, _ in batch]).to(device)
+            targets = torch.stack([y for _, y in batch]).to(device)
             with autocast(dtype, device):
-                latent = run.model.encode(inputs)
-                logits = run.model.decoders[domain](shift_right(targets), latent)
+                latent = model.encode(inputs)
+                logits = model.decoders[domain](shift_right(targets), latent)
             nats += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").item()
             count += targets.numel()
-            if run.classifier is not None:
+            if classifier is not None:
                 with autocast(dtype, device):
-                    guess = run.classifier(latent).argmax(-1)
-                correct += int((guess == domains.index(domain)).sum())
-                total += len(items)
+                    guess = classifier(latent).argmax(-1)
+                correct += int((guess == model.cfg.domains.index(domain)).sum())
+                total += len(batch)
         results[f"ce/{domain}"] = nats / count
         results[f"bits/{domain}"] = nats / count / math.log(2)
     results["ce"] = sum(results[f"ce/{d}"] for d in val_sets) / len(val_sets)
     if total:
         results["classifier_acc"] = correct / total
-    run.model.train()
+    model.train(was_training)
     return results
 
 
@@ -382,7 +385,7 @@ def train(
         log.train(run.step, stats)
         last_step = run.step == tcfg.steps
         if val_sets and (run.step % tcfg.val_every == 0 or last_step):
-            results = validate(run, val_sets, tcfg, dtype, proc.device)
+            results = validate(run.model, run.classifier, val_sets, tcfg.val_items, tcfg.batch_size, dtype, proc.device)
             log.validation(run.step, results)
             if results["ce"] < run.best_val:
                 run.best_val = results["ce"]

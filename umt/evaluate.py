@@ -1,0 +1,267 @@
+"""`umt evaluate`: how well a model translates, measured on the test split.
+
+For every source -> target pair of domains, a few clips of each source are translated and
+scored by
+  - target accuracy: the share the independent judge (umt.judge) assigns to the target;
+  - chroma similarity: frame-by-frame cosine of CQT chroma with the ground truth (the same
+    piece rendered in the target domain, on a paired corpus) or with the input (unpaired);
+  - log-mel L1 distance to the ground truth (paired only).
+Reference rows score the untouched input (the identity baseline) and the ground truth itself.
+A model that only copies its input shows high chroma similarity with low target accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from umt.audio import write_audio
+from umt.data.crops import CropDataset
+from umt.data.manifest import FileEntry, Manifest
+from umt.errors import UserError
+from umt.fileio import atomic_path, write_json
+from umt.judge import Judge, LogMel
+from umt.train import validate
+from umt.translate import Translator
+
+
+@dataclass
+class Clip:
+    source: str  # domain
+    piece: str | None
+    entry: FileEntry
+    start: int  # sample offset
+    audio: np.ndarray
+
+
+def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """CQT chroma [12, frames] (librosa)."""
+    import librosa
+
+    return librosa.feature.chroma_cqt(y=audio.astype(np.float32), sr=sample_rate, hop_length=512)
+
+
+def chroma_similarity(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
+    """Mean over frames of the cosine between the chroma vectors of a and b (1 = same pitch content).
+
+    A silent frame has no pitch content: its chroma vector is treated as zero, cosine 0."""
+    ca, cb = chroma(a, sample_rate), chroma(b, sample_rate)
+    n = min(ca.shape[1], cb.shape[1])
+    ca, cb = ca[:, :n] * _voiced(a, n), cb[:, :n] * _voiced(b, n)
+    dot = (ca * cb).sum(0)
+    norms = np.linalg.norm(ca, axis=0) * np.linalg.norm(cb, axis=0)
+    return float(np.mean(np.where(norms > 0, dot / np.maximum(norms, 1e-12), 0.0)))
+
+
+def _voiced(audio: np.ndarray, frames: int) -> np.ndarray:
+    """1 for chroma frames (hop 512) with signal above -60 dBFS RMS, else 0."""
+    padded = np.pad(audio, (0, max(0, frames * 512 - audio.size)))[: frames * 512].reshape(frames, 512)
+    return (np.sqrt((padded**2).mean(1)) > 1e-3).astype(np.float32)
+
+
+def choose_clips(manifest: Manifest, domain: str, clips: int, samples: int, split: str = "test") -> list[Clip]:
+    """Up to `clips` clips per domain: the middle `samples` of each split file, in name order."""
+    chosen = []
+    for entry in sorted(manifest.entries(domain, split), key=lambda e: e.source):
+        if entry.samples < samples or len(chosen) == clips:
+            continue
+        start = (entry.samples - samples) // 2
+        audio = np.asarray(manifest.load(entry)[start : start + samples], dtype=np.float32) / 32768.0
+        chosen.append(Clip(domain, entry.piece, entry, start, audio))
+    return chosen
+
+
+def evaluate(
+    translator: Translator, judge: Judge | None, manifest: Manifest, out: Path, clips: int = 8, seconds: float = 4.0,
+    figures: int = 3, val_items: int = 16,
+) -> dict:  # fmt: skip
+    """Translate test clips between every pair of domains, score them, write the report."""
+    rate = manifest.sample_rate
+    domains = [d for d in translator.domains if d in manifest.domains]
+    if not domains:
+        raise UserError(f"the model's domains ({', '.join(translator.domains)}) are not in {manifest.root}")
+    samples = int(seconds * rate)
+    by_domain = {d: choose_clips(manifest, d, clips, samples) for d in domains}
+    empty = [d for d, c in by_domain.items() if not c]
+    if empty:
+        raise UserError(f"no test file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
+    paired = manifest.paired
+    truth = {d: {c.piece: c for c in by_domain[d]} for d in domains} if paired else {}
+    mel = LogMel(rate, 1024, 256, 64)
+
+    def log_mel_l1(a: np.ndarray, b: np.ndarray) -> float:
+        with torch.no_grad():
+            return float((mel(torch.from_numpy(a)[None]) - mel(torch.from_numpy(b)[None])).abs().mean())
+
+    def ground_truth(clip: Clip, target: str) -> Clip | None:
+        return truth.get(target, {}).get(clip.piece) if paired else None
+
+    results: dict[str, dict] = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
+    identity = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
+    examples = []
+    with tqdm(total=len(domains) ** 2, desc="evaluate", unit="pair", disable=None) as bar:
+        for source in domains:
+            inputs = by_domain[source]
+            latents = [translator.encode(c.audio) for c in inputs]
+            for target in domains:
+                rendered = translator.decode(latents, [samples] * len(inputs), target, [f"{c.entry.source}" for c in inputs])
+                references = [ground_truth(c, target) for c in inputs]
+                scored = [(c, r, g) for c, r, g in zip(inputs, rendered, references) if g is not None or not paired]
+                # chroma against the ground truth when there is one, else against the input
+                against = [(g.audio if g else c.audio) for c, _, g in scored]
+                results["chroma_similarity"].setdefault(source, {})[target] = _mean(
+                    chroma_similarity(r, a, rate) for (_, r, _), a in zip(scored, against)
+                )
+                identity["chroma_similarity"].setdefault(source, {})[target] = _mean(
+                    chroma_similarity(c.audio, a, rate) for (c, _, _), a in zip(scored, against)
+                )
+                if paired:
+                    results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)
+                    identity["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(c.audio, g.audio) for c, _, g in scored)
+                if judge is not None:
+                    index = judge.cfg.domains.index(target) if target in judge.cfg.domains else -1
+                    results["target_accuracy"].setdefault(source, {})[target] = float(np.mean(judge.classify(rendered) == index))
+                    identity["target_accuracy"].setdefault(source, {})[target] = float(
+                        np.mean(judge.classify([c.audio for c in inputs]) == index)
+                    )
+                if source != target and sum(e[0].source == source for e in examples) < figures and scored:
+                    c, r, g = scored[0]
+                    examples.append((c, target, r, g))
+                bar.update()
+
+    metrics = {
+        "model_domains": translator.domains,
+        "domains": domains,
+        "paired": paired,
+        "clips_per_domain": {d: len(by_domain[d]) for d in domains},
+        "seconds": seconds,
+        "temperature": translator.temperature,
+        **{k: v for k, v in results.items() if v},
+        "identity": {k: v for k, v in identity.items() if v},
+    }
+    if paired:
+        metrics["ground_truth"] = {"chroma_similarity": 1.0, "logmel_l1": 0.0}
+    if judge is not None:
+        metrics["ground_truth_target_accuracy"] = {
+            d: float(np.mean(judge.classify([c.audio for c in by_domain[d]]) == judge.cfg.domains.index(d)))
+            for d in domains if d in judge.cfg.domains
+        }  # fmt: skip
+    metrics["reconstruction"] = _reconstruction(translator, manifest, domains, val_items)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    figures_written = _figures(metrics, examples, out, rate)
+    _report(metrics, figures_written, out)
+    return metrics
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _reconstruction(translator: Translator, manifest: Manifest, domains: list[str], items: int) -> dict:
+    """Teacher-forced CE per domain on val crops (nats and bits per sample)."""
+    crop = 8 * translator.pool
+    sets = {}
+    for d in domains:
+        if any(e.samples >= crop for e in manifest.entries(d, "val")):
+            sets[d] = CropDataset(manifest, d, "val", crop, augment=False)
+    if not sets:
+        return {}
+    scores = validate(translator.model, None, sets, items, 8, device=translator.device)
+    return {d: {"nats": scores[f"ce/{d}"], "bits": scores[f"bits/{d}"]} for d in sets}
+
+
+def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    domains = metrics["domains"]
+    for key, title in (("target_accuracy", "target accuracy (judge)"), ("chroma_similarity", "chroma similarity")):
+        if key not in metrics:
+            continue
+        matrix = np.array([[metrics[key][s][t] for t in domains] for s in domains])
+        fig, ax = plt.subplots(figsize=(1.2 * len(domains) + 2, 1.0 * len(domains) + 1.5))
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(domains)), domains, rotation=30)
+        ax.set_yticks(range(len(domains)), domains)
+        ax.set_xlabel("target")
+        ax.set_ylabel("source")
+        ax.set_title(title)
+        for i in range(len(domains)):
+            for j in range(len(domains)):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color="white" if matrix[i, j] < 0.6 else "black")
+        fig.colorbar(image)
+        fig.tight_layout()
+        _save_figure(fig, out / f"{key}.png")
+        plt.close(fig)
+        written.append(f"{key}.png")
+    clip_dir = out / "clips"
+    for n, (clip, target, rendered, truth) in enumerate(examples):
+        panels = [("input: " + clip.source, clip.audio), ("translation: " + target, rendered)]
+        if truth is not None:
+            panels.append(("ground truth: " + target, truth.audio))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), sharey=True)
+        for ax, (title, audio) in zip(np.atleast_1d(axes), panels):
+            ax.specgram(audio + 1e-7, NFFT=1024, Fs=rate, noverlap=768, cmap="magma")
+            ax.set_title(title)
+            ax.set_xlabel("s")
+        np.atleast_1d(axes)[0].set_ylabel("Hz")
+        fig.tight_layout()
+        name = f"example{n}_{clip.source}_to_{target}"
+        _save_figure(fig, out / f"{name}.png")
+        plt.close(fig)
+        written.append(f"{name}.png")
+        for label, (_, audio) in zip(("input", "translation", "truth"), panels):
+            write_audio(clip_dir / f"{name}_{label}.wav", audio, rate)
+    return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def _table(metrics: dict, key: str, digits: int = 2) -> list[str]:
+    domains = metrics["domains"]
+    rows = ["| source \\ target | " + " | ".join(domains) + " |", "| --- " * (len(domains) + 1) + "|"]
+    for s in domains:
+        rows.append(f"| {s} | " + " | ".join(f"{metrics[key][s][t]:.{digits}f}" for t in domains) + " |")
+    return rows
+
+
+def _report(metrics: dict, figures: list[str], out: Path) -> None:
+    lines = ["# Translation report", ""]
+    lines.append(
+        f"{sum(metrics['clips_per_domain'].values())} test clips of {metrics['seconds']:g} s "
+        f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), temperature {metrics['temperature']:g}; "
+        + ("paired corpus: compared with the ground-truth rendering in the target domain." if metrics["paired"]
+           else "unpaired data: chroma compared with the input.")  # fmt: skip
+    )
+    for key, title in (
+        ("target_accuracy", "Target accuracy (share of translations the judge assigns to the target)"),
+        ("chroma_similarity", "Chroma similarity of the translation"),
+        ("logmel_l1", "Log-mel L1 distance to the ground truth (lower is closer)"),
+    ):
+        if key in metrics:
+            lines += ["", f"## {title}", "", *_table(metrics, key)]
+            if key in metrics["identity"]:
+                identity = {"domains": metrics["domains"], key: metrics["identity"][key]}
+                lines += ["", "Identity baseline (the untouched input):", "", *_table(identity, key)]
+    if "ground_truth_target_accuracy" in metrics:
+        lines += ["", "Judge accuracy on the real test audio of each domain (the ground-truth row): "
+                  + ", ".join(f"{d} {v:.2f}" for d, v in metrics["ground_truth_target_accuracy"].items())]  # fmt: skip
+    if metrics.get("reconstruction"):
+        lines += ["", "## Reconstruction (teacher-forced, val split)", "", "| domain | nats/sample | bits/sample |", "| --- | --- | --- |"]
+        lines += [f"| {d} | {v['nats']:.3f} | {v['bits']:.3f} |" for d, v in metrics["reconstruction"].items()]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
