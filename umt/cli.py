@@ -35,6 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _device(name: str):
+    """--device auto|cpu|cuda|cuda:N -> torch.device ('auto': CUDA when there is one)."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
+
+
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
     from umt.data.prepare import default_jobs
 
@@ -216,7 +227,7 @@ def _add_translate(commands) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument(
         "--precision", choices=["fp32", "bf16"], default="fp32",
-        help="arithmetic of generation; bf16 is faster on GPUs and AMX CPUs (default: %(default)s)",
+        help="arithmetic of generation (default: %(default)s; bf16 was slower on the AMX CPUs measured, see README)",
     )  # fmt: skip
     p.set_defaults(run=_run_translate)
 
@@ -228,7 +239,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     from umt.convert import convert, find_jobs, parse_shard, shard, summary
     from umt.translate import Translator
 
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
     model = load_model(args.model, device)
     domains = model.cfg.domains
     if args.list_domains:
@@ -308,15 +319,13 @@ def _add_evaluate(commands) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from umt.checkpoint import load_model
     from umt.data.manifest import Manifest
     from umt.evaluate import evaluate
     from umt.judge import load_judge
     from umt.translate import Translator
 
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
     judge = None
     if args.classifier is not None:
         path = args.classifier / "judge.pt" if args.classifier.is_dir() else args.classifier
