@@ -88,9 +88,6 @@ class Translator:
     def domains(self) -> list[str]:
         return self.model.cfg.domains
 
-    def min_samples(self) -> int:
-        return self.pool
-
     def encode(self, audio: np.ndarray) -> torch.Tensor:
         """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded)."""
         if audio.size < self.pool:
