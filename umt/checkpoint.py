@@ -17,6 +17,10 @@ from umt.fileio import atomic_path
 from umt.model import UMT, ModelConfig
 
 
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.pt"
+EXAMPLE_CLIP = Path(__file__).parent / "assets" / "example.flac"
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -42,3 +46,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     model = UMT(ModelConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
+
+
+def export_model(source: Path, target: Path) -> dict[str, Any]:
+    """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
+    sharing or shipping. Returns what was written."""
+    state = load_checkpoint(source)
+    model_only = {"config": state["config"], "model": state["model"], "step": state.get("step"), "train": state.get("train")}
+    save_checkpoint(target, model_only)
+    return model_only

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_translate(commands)
     _add_classifier(commands)
     _add_evaluate(commands)
+    _add_export(commands)
     return parser
 
 
@@ -211,7 +212,7 @@ def _add_translate(commands) -> None:
     )
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT")
     p.add_argument("-o", "--out", type=Path, help="output folder")
-    p.add_argument("--model", type=Path, required=True, help="a checkpoint (RUN/best.pt or RUN/last.pt)")
+    p.add_argument("--model", type=Path, help="a checkpoint (RUN/best.pt, RUN/last.pt; default: the shipped model)")
     p.add_argument("--to", help="comma-separated target domains (default: all of the model's)")
     p.add_argument("--list-domains", action="store_true", help="print the model's domains and exit")
     p.add_argument(
@@ -235,11 +236,15 @@ def _add_translate(commands) -> None:
 def _run_translate(args: argparse.Namespace) -> int:
     import torch
 
-    from umt.checkpoint import load_model
+    from umt.checkpoint import DEFAULT_MODEL, load_model
     from umt.convert import convert, find_jobs, parse_shard, shard, summary
     from umt.translate import Translator
 
     device = _device(args.device)
+    if args.model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise UserError(f"no --model given and no default model at {DEFAULT_MODEL}")
+        args.model = DEFAULT_MODEL
     model = load_model(args.model, device)
     domains = model.cfg.domains
     if args.list_domains:
@@ -337,4 +342,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if "target_accuracy" in metrics:
         off = [metrics["target_accuracy"][s][t] for s in metrics["domains"] for t in metrics["domains"] if s != t]
         print(f"mean target accuracy off the diagonal: {sum(off) / max(1, len(off)):.3f}")
+    return 0
+
+
+def _add_export(commands) -> None:
+    p = commands.add_parser(
+        "export", help="write a model-only checkpoint (no optimiser state) for sharing",
+        description="Copies config and weights of a training checkpoint into a smaller file that "
+        "`umt translate --model` and `umt evaluate --model` read.",
+    )  # fmt: skip
+    p.add_argument("checkpoint", type=Path, metavar="CKPT")
+    p.add_argument("out", type=Path, metavar="OUT")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from umt.checkpoint import export_model
+
+    state = export_model(args.checkpoint, args.out)
+    print(f"wrote {args.out}: domains {', '.join(state['config']['domains'])}, step {state['step']}")
     return 0

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from umt.checkpoint import DEFAULT_MODEL, EXAMPLE_CLIP, load_checkpoint
+from umt.cli import main
+
+
+def test_default_checkpoint_loads_safely_and_lists_its_domains(capsys):
+    state = torch.load(DEFAULT_MODEL, weights_only=True)
+    assert {"piano", "violin", "flute", "organ"} <= set(state["config"]["domains"])
+    assert "optimizer" not in state  # model-only: small enough to ship
+    assert main(["translate", "--list-domains"]) == 0
+    assert capsys.readouterr().out.split() == state["config"]["domains"]
+
+
+def test_translating_the_example_with_the_default_model(tmp_path: Path):
+    out = tmp_path / "out"
+    assert main(["translate", str(EXAMPLE_CLIP), "--to", "violin", "--chunk-seconds", "0.25", "-o", str(out)]) == 0
+    info = sf.info(out / "violin" / "example.wav")
+    assert abs(info.duration - sf.info(EXAMPLE_CLIP).duration) < 1e-3
+
+
+def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
+    from umt.train import train
+
+    train(two_domains, tmp_path / "run", dict(preset="tiny", steps=1, crop=400, batch_size=1, workers=0), "cpu")
+    assert main(["export", str(tmp_path / "run" / "last.pt"), str(tmp_path / "model.pt")]) == 0
+    exported = load_checkpoint(tmp_path / "model.pt")
+    assert set(exported) == {"config", "model", "step", "train"} and exported["step"] == 1
+    assert (tmp_path / "model.pt").stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size
