@@ -37,14 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(name: str):
-    """--device auto|cpu|cuda|cuda:N -> torch.device ('auto': CUDA when there is one)."""
-    import torch
+    from umt.train import resolve_device
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:

@@ -107,6 +107,8 @@ def evaluate(
         for source in domains:
             inputs = by_domain[source]
             latents = [translator.encode(c.audio) for c in inputs]
+            # what the judge makes of the untouched inputs: the identity row and the ground-truth accuracy
+            input_guesses = judge.classify([c.audio for c in inputs]) if judge is not None else None
             for target in domains:
                 rendered = translator.decode(latents, [samples] * len(inputs), target, [f"{c.entry.source}" for c in inputs])
                 references = [ground_truth(c, target) for c in inputs]
@@ -125,9 +127,7 @@ def evaluate(
                 if judge is not None:
                     index = judge.cfg.domains.index(target) if target in judge.cfg.domains else -1
                     results["target_accuracy"].setdefault(source, {})[target] = float(np.mean(judge.classify(rendered) == index))
-                    identity["target_accuracy"].setdefault(source, {})[target] = float(
-                        np.mean(judge.classify([c.audio for c in inputs]) == index)
-                    )
+                    identity["target_accuracy"].setdefault(source, {})[target] = float(np.mean(input_guesses == index))
                 if source != target and sum(e[0].source == source for e in examples) < figures and scored:
                     c, r, g = scored[0]
                     examples.append((c, target, r, g))
@@ -145,11 +145,10 @@ def evaluate(
     }
     if paired:
         metrics["ground_truth"] = {"chroma_similarity": 1.0, "logmel_l1": 0.0}
-    if judge is not None:
+    if judge is not None:  # real audio of each domain, judged as that domain: the identity diagonal
         metrics["ground_truth_target_accuracy"] = {
-            d: float(np.mean(judge.classify([c.audio for c in by_domain[d]]) == judge.cfg.domains.index(d)))
-            for d in domains if d in judge.cfg.domains
-        }  # fmt: skip
+            d: identity["target_accuracy"][d][d] for d in domains if d in judge.cfg.domains
+        }
     metrics["reconstruction"] = _reconstruction(translator, manifest, domains, val_items)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)

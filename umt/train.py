@@ -104,15 +104,21 @@ class Process:
         return self.rank == 0
 
 
+def resolve_device(name: str) -> torch.device:
+    """--device auto|cpu|cuda|cuda:N -> torch.device ('auto': CUDA when there is one)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
+
+
 def start_process(device: str) -> Process:
     """Join the torchrun process group if there is one, and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is available")
+    device = str(resolve_device(device))
     if device == "cuda" and world > 1:
         device = f"cuda:{local_rank}"
     if world > 1 and not dist.is_initialized():
