@@ -30,3 +30,8 @@ def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
     exported = load_checkpoint(tmp_path / "model.pt")
     assert set(exported) == {"config", "model", "step", "train"} and exported["step"] == 1
     assert (tmp_path / "model.pt").stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size
+    # into a folder: the file keeps its name
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    assert main(["export", str(tmp_path / "run" / "last.pt"), str(folder)]) == 0
+    assert load_checkpoint(folder / "last.pt")["step"] == 1

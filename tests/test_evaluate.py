@@ -19,6 +19,18 @@ def test_chroma_similarity():
     assert chroma_similarity(a_major, 0.3 * a_major, 16000) == pytest.approx(1.0, abs=1e-3)  # level-free
     assert chroma_similarity(a_major, np.zeros_like(a_major), 16000) < 0.05
     assert chroma_similarity(a_major, c_major, 16000) < 0.6
+    # rests shared by both clips are no disagreement; a rest against a chord is
+    rest = np.zeros(8000)
+    with_rest = np.concatenate([a_major, rest, a_major])
+    assert chroma_similarity(with_rest, with_rest, 16000) == pytest.approx(1.0, abs=1e-6)
+    assert chroma_similarity(with_rest, np.concatenate([a_major, a_major[:8000], a_major]), 16000) < 0.95
+    assert chroma_similarity(rest, rest, 16000) == 1.0
+
+
+METRICS_KEYS = {  # documented in the README, section Evaluation
+    "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "target_accuracy",
+    "chroma_similarity", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy", "reconstruction",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +55,14 @@ def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_d
             "--classifier", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "logmel_l1"}
     assert metrics["domains"] == ["high", "low"] and metrics["paired"] is False
+    assert metrics["logmel_l1"] is None and metrics["ground_truth"] is None  # unpaired: no ground truth
+    assert metrics["ground_truth_target_accuracy"] == {"high": 1.0, "low": 1.0}
     for key in ("target_accuracy", "chroma_similarity"):
         assert set(metrics[key]) == {"high", "low"} and set(metrics[key]["low"]) == {"high", "low"}
         assert all(0.0 <= v <= 1.0 for row in metrics[key].values() for v in row.values())
-        assert key in metrics["identity"]
+        assert metrics["identity"][key] is not None
     # The identity baseline of an unpaired set compares the input with itself.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] == pytest.approx(1.0, abs=1e-6)
     assert set(metrics["reconstruction"]) == {"high", "low"} and metrics["reconstruction"]["low"]["bits"] > 0
@@ -76,7 +91,27 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, tmp_path: Path):
     assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "prep"), "--out", str(out),
                  "--clips", "1", "--seconds", "0.5", "--figures", "0"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["paired"] and "logmel_l1" in metrics and "target_accuracy" not in metrics
+    assert set(metrics) == METRICS_KEYS
+    assert metrics["paired"] and metrics["logmel_l1"]["low"]["high"] > 0 and metrics["target_accuracy"] is None
+    assert metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0  # the input is its own ground truth
     # Octave-apart renderings of one piece share their chroma: the identity baseline is high.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] > 0.8
     assert metrics["ground_truth"] == {"chroma_similarity": 1.0, "logmel_l1": 0.0}
+
+
+def test_evaluate_refuses_a_judge_of_other_domains_and_a_judge_as_model(
+    tiny_checkpoint: Path, two_domains: Path, judge_path: Path, tmp_path: Path, capsys
+):
+    from umt.checkpoint import save_checkpoint
+
+    other = tmp_path / "other.pt"
+    state = torch.load(judge_path, weights_only=True)
+    save_checkpoint(other, {**state, "config": {**state["config"], "domains": ["high", "mid"]}})
+    argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(tmp_path / "r"),
+            "--clips", "1", "--seconds", "0.5"]  # fmt: skip
+    assert main([*argv, "--classifier", str(other)]) == 2
+    assert "not trained on low" in capsys.readouterr().err
+    assert main([*argv, "--classifier", str(judge_path), "--seconds", "0.25"]) == 2  # shorter than its window
+    argv[2] = str(judge_path)
+    assert main(argv) == 2
+    assert "umt-judge checkpoint, not a translation model" in capsys.readouterr().err

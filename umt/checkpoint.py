@@ -40,18 +40,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return state
 
 
+def load_model_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint that holds a translation model (not, say, a judge written by `umt classifier train`)."""
+    state = load_checkpoint(path, device)
+    if state.get("kind", "umt") != "umt":
+        raise UserError(f"{path}: a {state['kind']} checkpoint, not a translation model")
+    return state
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     """The translation model of a checkpoint, in eval mode."""
-    state = load_checkpoint(path, device)
+    state = load_model_state(path, device)
     model = UMT(ModelConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not fit the stored config ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()
 
 
-def export_model(source: Path, target: Path) -> dict[str, Any]:
+def export_model(source: Path, target: Path) -> tuple[Path, dict[str, Any]]:
     """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
-    sharing or shipping. Returns what was written."""
-    state = load_checkpoint(source)
+    sharing or shipping; into target/<source name> when target is a folder. Returns what was written."""
+    state = load_model_state(source)
+    if target.is_dir():
+        target = target / source.name
     model_only = {"config": state["config"], "model": state["model"], "step": state.get("step"), "train": state.get("train")}
     save_checkpoint(target, model_only)
-    return model_only
+    return target, model_only

@@ -42,6 +42,12 @@ def _device(name: str):
     return resolve_device(name)
 
 
+def _device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N (default: %(default)s)"
+    )
+
+
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
     from umt.data.prepare import default_jobs
 
@@ -155,7 +161,7 @@ def _add_train(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--from", dest="base", type=Path, help="with --add-domain: the checkpoint to extend")
     p.add_argument("--add-domain", help="train only a new decoder for this domain of PREP; all else frozen")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    _device_flag(p)
     flags = {
         "preset": dict(choices=list(PRESETS)),
         "steps": dict(type=int),
@@ -220,7 +226,7 @@ def _add_translate(commands) -> None:
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--shard", default="0/1", help="I/N: translate only shard I (from 0) of N (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    _device_flag(p)
     p.add_argument(
         "--precision", choices=["fp32", "bf16"], default="fp32",
         help="arithmetic of generation (default: %(default)s; bf16 was slower on the AMX CPUs measured, see README)",
@@ -283,15 +289,18 @@ def _add_classifier(commands) -> None:
     t.add_argument("--test-clips", type=int, default=64, help="test crops per domain (default: %(default)s)")
     t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    _device_flag(t)
     t.set_defaults(run=_run_classifier_train)
 
 
 def _run_classifier_train(args: argparse.Namespace) -> int:
     from umt.judge import train_judge
 
+    if args.steps < 1 or args.batch_size < 1 or args.test_clips < 1 or args.crop_seconds <= 0:
+        raise UserError("--steps, --batch-size, --test-clips and --crop-seconds must be positive")
     scores = train_judge(
-        args.prep, args.out, args.steps, args.batch_size, args.seed, args.device, args.test_clips, args.crop_seconds
+        args.prep, args.out, args.steps, args.batch_size, args.seed, _device(args.device), args.test_clips,
+        args.crop_seconds,
     )
     per_domain = ", ".join(f"{d} {v:.3f}" for d, v in scores["per_domain_accuracy"].items())
     print(f"judge test accuracy {scores['test_accuracy']:.3f} ({per_domain}); saved {args.out / 'judge.pt'}")
@@ -312,9 +321,9 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--clips", type=int, default=8, help="test clips per source domain (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
+    _device_flag(p)
     p.set_defaults(run=_run_evaluate)
 
 
@@ -325,6 +334,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from umt.judge import load_judge
     from umt.translate import Translator
 
+    if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
+        raise UserError("--clips, --seconds and --batch-size must be positive")
+    if args.figures < 0 or args.temperature < 0:
+        raise UserError("--figures and --temperature must not be negative")
     device = _device(args.device)
     judge = None
     if args.classifier is not None:
@@ -334,7 +347,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     translator = Translator(load_model(args.model, device), device, args.batch_size, temperature=args.temperature)
     metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures)
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
-    if "target_accuracy" in metrics:
+    if metrics["target_accuracy"] is not None:
         off = [metrics["target_accuracy"][s][t] for s in metrics["domains"] for t in metrics["domains"] if s != t]
         print(f"mean target accuracy off the diagonal: {sum(off) / max(1, len(off)):.3f}")
     return 0
@@ -354,6 +367,6 @@ def _add_export(commands) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from umt.checkpoint import export_model
 
-    state = export_model(args.checkpoint, args.out)
-    print(f"wrote {args.out}: domains {', '.join(state['config']['domains'])}, step {state['step']}")
+    out, state = export_model(args.checkpoint, args.out)
+    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}")
     return 0

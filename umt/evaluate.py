@@ -48,13 +48,19 @@ def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def chroma_similarity(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     """Mean over frames of the cosine between the chroma vectors of a and b (1 = same pitch content).
 
-    A silent frame has no pitch content: its chroma vector is treated as zero, cosine 0."""
+    A frame silent in both is left out (a shared rest is no disagreement); a frame silent in only
+    one has no pitch content to match and counts as 0. Two silent clips score 1."""
     ca, cb = chroma(a, sample_rate), chroma(b, sample_rate)
     n = min(ca.shape[1], cb.shape[1])
-    ca, cb = ca[:, :n] * _voiced(a, n), cb[:, :n] * _voiced(b, n)
+    voiced_a, voiced_b = _voiced(a, n), _voiced(b, n)
+    either = (voiced_a + voiced_b) > 0
+    if not either.any():
+        return 1.0
+    ca, cb = ca[:, :n] * voiced_a, cb[:, :n] * voiced_b
     dot = (ca * cb).sum(0)
     norms = np.linalg.norm(ca, axis=0) * np.linalg.norm(cb, axis=0)
-    return float(np.mean(np.where(norms > 0, dot / np.maximum(norms, 1e-12), 0.0)))
+    cosine = np.where(norms > 0, dot / np.maximum(norms, 1e-12), 0.0)
+    return float(cosine[either].mean())
 
 
 def _voiced(audio: np.ndarray, frames: int) -> np.ndarray:
@@ -75,6 +81,33 @@ def choose_clips(manifest: Manifest, domain: str, clips: int, samples: int, spli
     return chosen
 
 
+def paired_clip(manifest: Manifest, clip: Clip, domain: str, samples: int) -> Clip | None:
+    """The same stretch of the same piece rendered in `domain`: the ground truth of a translation
+    of `clip` (None when the piece has no rendering there that long)."""
+    if clip.piece is None:
+        return None
+    for entry in manifest.entries(domain, "test"):
+        if entry.piece == clip.piece and entry.samples >= clip.start + samples:
+            audio = np.asarray(manifest.load(entry)[clip.start : clip.start + samples], dtype=np.float32) / 32768.0
+            return Clip(domain, clip.piece, entry, clip.start, audio)
+    return None
+
+
+def _check_compatible(translator: Translator, judge: Judge | None, manifest: Manifest, domains: list[str], seconds: float) -> None:
+    """Refuse combinations that would score nonsense instead of failing."""
+    if translator.model.cfg.sample_rate != manifest.sample_rate:
+        raise UserError(f"the model runs at {translator.model.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz")
+    if judge is None:
+        return
+    if judge.cfg.sample_rate != manifest.sample_rate:
+        raise UserError(f"the judge runs at {judge.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz")
+    unknown = [d for d in domains if d not in judge.cfg.domains]
+    if unknown:
+        raise UserError(f"the judge was not trained on {', '.join(unknown)}: train it on this dataset (umt classifier train)")
+    if seconds < judge.cfg.crop_seconds:
+        raise UserError(f"--seconds {seconds:g} is shorter than the judge's {judge.cfg.crop_seconds:g} s window")
+
+
 def evaluate(
     translator: Translator, judge: Judge | None, manifest: Manifest, out: Path, clips: int = 8, seconds: float = 4.0,
     figures: int = 3, val_items: int = 16,
@@ -84,21 +117,18 @@ def evaluate(
     domains = [d for d in translator.domains if d in manifest.domains]
     if not domains:
         raise UserError(f"the model's domains ({', '.join(translator.domains)}) are not in {manifest.root}")
+    _check_compatible(translator, judge, manifest, domains, seconds)
     samples = int(seconds * rate)
     by_domain = {d: choose_clips(manifest, d, clips, samples) for d in domains}
     empty = [d for d, c in by_domain.items() if not c]
     if empty:
         raise UserError(f"no test file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
     paired = manifest.paired
-    truth = {d: {c.piece: c for c in by_domain[d]} for d in domains} if paired else {}
     mel = LogMel(rate, 1024, 256, 64)
 
     def log_mel_l1(a: np.ndarray, b: np.ndarray) -> float:
         with torch.no_grad():
             return float((mel(torch.from_numpy(a)[None]) - mel(torch.from_numpy(b)[None])).abs().mean())
-
-    def ground_truth(clip: Clip, target: str) -> Clip | None:
-        return truth.get(target, {}).get(clip.piece) if paired else None
 
     results: dict[str, dict] = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
     identity = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
@@ -111,7 +141,7 @@ def evaluate(
             input_guesses = judge.classify([c.audio for c in inputs]) if judge is not None else None
             for target in domains:
                 rendered = translator.decode(latents, [samples] * len(inputs), target, [f"{c.entry.source}" for c in inputs])
-                references = [ground_truth(c, target) for c in inputs]
+                references = [paired_clip(manifest, c, target, samples) if paired else None for c in inputs]
                 scored = [(c, r, g) for c, r, g in zip(inputs, rendered, references) if g is not None or not paired]
                 # chroma against the ground truth when there is one, else against the input
                 against = [(g.audio if g else c.audio) for c, _, g in scored]
@@ -125,7 +155,7 @@ def evaluate(
                     results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)
                     identity["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(c.audio, g.audio) for c, _, g in scored)
                 if judge is not None:
-                    index = judge.cfg.domains.index(target) if target in judge.cfg.domains else -1
+                    index = judge.cfg.domains.index(target)
                     results["target_accuracy"].setdefault(source, {})[target] = float(np.mean(judge.classify(rendered) == index))
                     identity["target_accuracy"].setdefault(source, {})[target] = float(np.mean(input_guesses == index))
                 if source != target and sum(e[0].source == source for e in examples) < figures and scored:
@@ -140,16 +170,15 @@ def evaluate(
         "clips_per_domain": {d: len(by_domain[d]) for d in domains},
         "seconds": seconds,
         "temperature": translator.temperature,
-        **{k: v for k, v in results.items() if v},
-        "identity": {k: v for k, v in identity.items() if v},
+        # every key is always there; null where it does not apply (no judge, unpaired data)
+        **{k: v or None for k, v in results.items()},
+        "identity": {k: v or None for k, v in identity.items()},
+        # the ground truth against itself: chroma similarity 1 and distance 0 by construction
+        "ground_truth": {"chroma_similarity": 1.0, "logmel_l1": 0.0} if paired else None,
+        # real audio of each domain judged as that domain: the identity diagonal
+        "ground_truth_target_accuracy": {d: identity["target_accuracy"][d][d] for d in domains} if judge else None,
+        "reconstruction": _reconstruction(translator, manifest, domains, val_items),
     }
-    if paired:
-        metrics["ground_truth"] = {"chroma_similarity": 1.0, "logmel_l1": 0.0}
-    if judge is not None:  # real audio of each domain, judged as that domain: the identity diagonal
-        metrics["ground_truth_target_accuracy"] = {
-            d: identity["target_accuracy"][d][d] for d in domains if d in judge.cfg.domains
-        }
-    metrics["reconstruction"] = _reconstruction(translator, manifest, domains, val_items)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     figures_written = _figures(metrics, examples, out, rate)
@@ -157,9 +186,10 @@ def evaluate(
     return metrics
 
 
-def _mean(values) -> float:
+def _mean(values) -> float | None:
+    """The mean, or None (null in metrics.json) when there is nothing to average."""
     values = list(values)
-    return float(np.mean(values)) if values else float("nan")
+    return float(np.mean(values)) if values else None
 
 
 def _reconstruction(translator: Translator, manifest: Manifest, domains: list[str], items: int) -> dict:
@@ -184,9 +214,9 @@ def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
     written = []
     domains = metrics["domains"]
     for key, title in (("target_accuracy", "target accuracy (judge)"), ("chroma_similarity", "chroma similarity")):
-        if key not in metrics:
+        if metrics[key] is None:
             continue
-        matrix = np.array([[metrics[key][s][t] for t in domains] for s in domains])
+        matrix = np.array([[_number(metrics[key][s][t]) for t in domains] for s in domains])
         fig, ax = plt.subplots(figsize=(1.2 * len(domains) + 2, 1.0 * len(domains) + 1.5))
         image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(domains)), domains, rotation=30)
@@ -228,11 +258,15 @@ def _save_figure(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100)
 
 
-def _table(metrics: dict, key: str, digits: int = 2) -> list[str]:
-    domains = metrics["domains"]
+def _number(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def _table(domains: list[str], matrix: dict, digits: int = 2) -> list[str]:
     rows = ["| source \\ target | " + " | ".join(domains) + " |", "| --- " * (len(domains) + 1) + "|"]
     for s in domains:
-        rows.append(f"| {s} | " + " | ".join(f"{metrics[key][s][t]:.{digits}f}" for t in domains) + " |")
+        cells = ("n/a" if matrix[s][t] is None else f"{matrix[s][t]:.{digits}f}" for t in domains)
+        rows.append(f"| {s} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -249,12 +283,12 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
         ("chroma_similarity", "Chroma similarity of the translation"),
         ("logmel_l1", "Log-mel L1 distance to the ground truth (lower is closer)"),
     ):
-        if key in metrics:
-            lines += ["", f"## {title}", "", *_table(metrics, key)]
-            if key in metrics["identity"]:
-                identity = {"domains": metrics["domains"], key: metrics["identity"][key]}
-                lines += ["", "Identity baseline (the untouched input):", "", *_table(identity, key)]
-    if "ground_truth_target_accuracy" in metrics:
+        if metrics[key] is not None:
+            lines += ["", f"## {title}", "", *_table(metrics["domains"], metrics[key])]
+            lines += ["", "Identity baseline (the untouched input):", "", *_table(metrics["domains"], metrics["identity"][key])]
+            if key != "target_accuracy" and metrics["ground_truth"] is not None:
+                lines += ["", f"Ground truth against itself: {metrics['ground_truth'][key]:.2f} everywhere."]
+    if metrics["ground_truth_target_accuracy"] is not None:
         lines += ["", "Judge accuracy on the real test audio of each domain (the ground-truth row): "
                   + ", ".join(f"{d} {v:.2f}" for d, v in metrics["ground_truth_target_accuracy"].items())]  # fmt: skip
     if metrics.get("reconstruction"):

@@ -89,11 +89,14 @@ def _real_audio(dataset: CropDataset, indices: range) -> torch.Tensor:
 
 
 def train_judge(prep: Path, out: Path, steps: int = 600, batch_per_domain: int = 8, seed: int = 0,
-                device: str = "cpu", test_clips: int = 64, crop_seconds: float = 2.0) -> dict:  # fmt: skip
+                device: str | torch.device = "cpu", test_clips: int = 64, crop_seconds: float = 2.0) -> dict:  # fmt: skip
     """Train on the train split, score on test-split crops, save out/judge.pt; returns the scores."""
     manifest = Manifest.read(prep)
     cfg = JudgeConfig(domains=list(manifest.domains), sample_rate=manifest.sample_rate, crop_seconds=crop_seconds)
     crop = int(cfg.crop_seconds * cfg.sample_rate)
+    shortest = 16 * cfg.hop  # four 2x poolings need 16 spectrogram frames
+    if crop < shortest:
+        raise UserError(f"--crop-seconds {crop_seconds:g}: the judge needs at least {shortest / cfg.sample_rate:.2f} s")
     torch.manual_seed(seed)
     judge = Judge(cfg).to(device)
     optimizer = torch.optim.Adam(judge.parameters(), lr=1e-3)

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from umt.audio import mu_law_decode
-from umt.checkpoint import load_checkpoint, save_checkpoint
+from umt.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
 from umt.errors import UserError
@@ -217,7 +217,7 @@ def plan_run(
     if add_domain:
         if base is None:
             raise UserError("--add-domain needs --from CKPT, the model to extend")
-        base_state = load_checkpoint(base)
+        base_state = load_model_state(base)
         tcfg = TrainConfig(**{**base_state["train"], "steps": TrainConfig.steps, **options})
         cfg = ModelConfig.from_dict(base_state["config"])
         if add_domain in cfg.domains:
