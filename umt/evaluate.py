@@ -76,8 +76,7 @@ def choose_clips(manifest: Manifest, domain: str, clips: int, samples: int, spli
         if entry.samples < samples or len(chosen) == clips:
             continue
         start = (entry.samples - samples) // 2
-        audio = np.asarray(manifest.load(entry)[start : start + samples], dtype=np.float32) / 32768.0
-        chosen.append(Clip(domain, entry.piece, entry, start, audio))
+        chosen.append(Clip(domain, entry.piece, entry, start, manifest.excerpt(entry, start, samples)))
     return chosen
 
 
@@ -88,8 +87,7 @@ def paired_clip(manifest: Manifest, clip: Clip, domain: str, samples: int) -> Cl
         return None
     for entry in manifest.entries(domain, "test"):
         if entry.piece == clip.piece and entry.samples >= clip.start + samples:
-            audio = np.asarray(manifest.load(entry)[clip.start : clip.start + samples], dtype=np.float32) / 32768.0
-            return Clip(domain, clip.piece, entry, clip.start, audio)
+            return Clip(domain, clip.piece, entry, clip.start, manifest.excerpt(entry, clip.start, samples))
     return None
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from umt.audio import mu_law_encode
 from umt.data.augment import pitch_shift_segment, random_segment
-from umt.data.manifest import Manifest
+from umt.data.manifest import Manifest, pcm_to_float
 from umt.errors import UserError
 
 
@@ -49,7 +49,7 @@ class CropDataset(Dataset):
         position = int(rng.integers(self.ends[-1]))
         file = int(np.searchsorted(self.ends, position, side="right"))
         start = position - (int(self.ends[file - 1]) if file else 0)
-        clean = self._array(file)[start : start + self.crop].astype(np.float32) / 32768.0
+        clean = pcm_to_float(self._array(file)[start : start + self.crop])
         noisy = pitch_shift_segment(clean, self.manifest.sample_rate, random_segment(self.crop, rng)) if self.augment else clean
         return mu_law_encode(torch.from_numpy(noisy)), mu_law_encode(torch.from_numpy(clean))
 

@@ -22,6 +22,11 @@ SPLITS = ("train", "val", "test")
 MANIFEST_VERSION = 1
 
 
+def pcm_to_float(pcm: np.ndarray) -> np.ndarray:
+    """Stored int16 samples -> float32 in [-1, 1)."""
+    return pcm.astype(np.float32) / 32768.0
+
+
 @dataclass
 class FileEntry:
     domain: str
@@ -57,6 +62,10 @@ class Manifest:
         """The entry's int16 samples, memory-mapped."""
         assert self.root is not None, "manifest was not read from a folder"
         return np.load(self.root / entry.path, mmap_mode="r")
+
+    def excerpt(self, entry: FileEntry, start: int, samples: int) -> np.ndarray:
+        """`samples` samples of the entry from `start`, as float32 in [-1, 1)."""
+        return pcm_to_float(self.load(entry)[start : start + samples])
 
     def totals(self) -> dict[str, dict]:
         """Per-domain file counts and seconds per split (stored in the JSON for people to read)."""
