@@ -54,6 +54,21 @@ def two_domains(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_spectral_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny spectral model with domains 'high' and 'low'."""
+    import torch
+
+    from umt.checkpoint import save_checkpoint
+    from umt.model import UMT, preset
+
+    torch.manual_seed(0)
+    cfg = preset("tiny-spectral", ["high", "low"])
+    path = tmp_path_factory.mktemp("model") / "tiny-spectral.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": UMT(cfg).state_dict()})
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny model with domains 'high' and 'low' (random weights suffice for plumbing)."""
     import torch

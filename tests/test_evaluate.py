@@ -8,8 +8,17 @@ import torch
 from conftest import tone
 from umt.cli import main
 from umt.data.manifest import Manifest
-from umt.evaluate import chroma_similarity
+from umt.evaluate import chroma_similarity, pitch_class_agreement, pitch_classes
 from umt.judge import load_judge, train_judge
+
+
+def test_pitch_class_agreement():
+    a, a_octave_up, c = tone(1.0, 16000, 220.0), tone(1.0, 16000, 440.0), tone(1.0, 16000, 261.63)
+    pa, pc = pitch_classes(a, 16000), pitch_classes(c, 16000)
+    assert (pa[3:-3] == 9).all() and (pc[3:-3] == 0).all()  # A and C
+    assert pitch_class_agreement(pa, pitch_classes(a_octave_up, 16000)) > 0.9  # octaves agree
+    assert pitch_class_agreement(pa, pc) < 0.1
+    assert pitch_class_agreement(pa, pitch_classes(np.zeros(16000, np.float32), 16000)) is None  # nothing voiced
 
 
 def test_chroma_similarity():
@@ -29,7 +38,8 @@ def test_chroma_similarity():
 
 METRICS_KEYS = {  # documented in the README, section Evaluation
     "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "target_accuracy",
-    "chroma_similarity", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy", "reconstruction",
+    "chroma_similarity", "pitch_class_agreement", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy",
+    "reconstruction", "renderer",
 }  # fmt: skip
 
 
@@ -55,7 +65,7 @@ def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_d
             "--classifier", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "logmel_l1"}
+    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1"}
     assert metrics["domains"] == ["high", "low"] and metrics["paired"] is False
     assert metrics["logmel_l1"] is None and metrics["ground_truth"] is None  # unpaired: no ground truth
     assert metrics["ground_truth_target_accuracy"] == {"high": 1.0, "low": 1.0}
@@ -96,7 +106,26 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, tmp_path: Path):
     assert metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0  # the input is its own ground truth
     # Octave-apart renderings of one piece share their chroma: the identity baseline is high.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] > 0.8
-    assert metrics["ground_truth"] == {"chroma_similarity": 1.0, "logmel_l1": 0.0}
+    assert metrics["ground_truth"] == {"chroma_similarity": 1.0, "pitch_class_agreement": 1.0, "logmel_l1": 0.0}
+    # pyin hears the same pitch class an octave apart
+    assert metrics["identity"]["pitch_class_agreement"]["low"]["high"] > 0.8
+
+
+def test_evaluate_a_spectral_model_with_either_renderer(tiny_spectral_checkpoint: Path, two_domains: Path, tmp_path: Path):
+    for renderer in ("sines", "wavenet"):
+        out = tmp_path / renderer
+        assert main(["evaluate", "--model", str(tiny_spectral_checkpoint), "--data", str(two_domains), "--out", str(out),
+                     "--clips", "1", "--seconds", "0.5", "--figures", "0", "--renderer", renderer]) == 0  # fmt: skip
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["renderer"] == renderer
+        assert set(metrics["reconstruction"]["low"]) == {"nats", "bits", "gain_nats", "spectrum_l1", "gain_spectrum_l1"}
+
+
+def test_sines_need_a_spectral_model(tiny_checkpoint: Path, two_domains: Path, tmp_path: Path, capsys):
+    argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(tmp_path / "r"),
+            "--renderer", "sines"]  # fmt: skip
+    assert main(argv) == 2
+    assert "not a spectral model" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_a_judge_of_other_domains_and_a_judge_as_model(

@@ -34,8 +34,20 @@ def test_shapes():
     logits = model.decoders["a"](shift_right(codes), latent)
     assert logits.shape == (3, 800, 256)
     assert DomainClassifier(cfg)(latent).shape == (3, 2)
-    ce, lat = model(codes.view(1, 3, 800).expand(2, 3, 800), codes.view(1, 3, 800).expand(2, 3, 800), ["a", "b"])
-    assert ce.shape == (2,) and lat.shape == (6, 8, cfg.latent_channels)
+    both = codes.view(1, 3, 800).expand(2, 3, 800)
+    out = model({"inputs": both, "targets": both}, ["a", "b"])
+    assert sorted(out.losses) == ["ce/a", "ce/b"] and out.losses["ce/a"].shape == ()
+    assert out.latent.shape == (6, 8, cfg.latent_channels)
+
+
+def test_checkpoints_from_before_the_encoder_stack_load():
+    cfg = small_config()
+    model = UMT(cfg)
+    old = {k.replace("encoder.stack.", "encoder."): v for k, v in model.state_dict().items()}
+    assert "encoder.convs.0.weight" in old
+    fresh = UMT(cfg)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.encoder.stack.convs[0].weight, model.encoder.stack.convs[0].weight)
 
 
 def test_shift_right_starts_from_silence():

@@ -42,7 +42,8 @@ def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps:
     data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
     accuracies = []
     for inputs, targets in crop_loader(data, 4, steps=steps):
-        stats = train_step(run, run.model, run.classifier, inputs.transpose(0, 1), targets.transpose(0, 1), tcfg, None, CPU)
+        batch = {"inputs": inputs.transpose(0, 1), "targets": targets.transpose(0, 1)}
+        stats = train_step(run, run.model, run.classifier, batch, tcfg, None, CPU)
         accuracies.append(stats["classifier_acc"])
     return float(np.mean(accuracies[-50:]))
 

@@ -48,6 +48,14 @@ def _device_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _renderer_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--renderer", choices=["wavenet", "sines"], default="wavenet",
+        help="wavenet: each domain's autoregressive WaveNet; sines (spectral models): the predicted spectrum played "
+        "by a bank of sinusoids, a quick preview without the WaveNet (default: %(default)s)",
+    )  # fmt: skip
+
+
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
     from umt.data.prepare import default_jobs
 
@@ -167,6 +175,8 @@ def _add_train(commands) -> None:
         "steps": dict(type=int),
         "batch_size": dict(type=int, help="crops per domain per process"),
         "crop": dict(type=int, help="crop length in samples, a multiple of the latent frame"),
+        "render_batch_size": dict(type=int, help="spectral presets: renderer crops per domain per process; 0 = frames only"),
+        "render_crop": dict(type=int, help="spectral presets: renderer crop length in samples"),
         "lr": dict(type=float),
         "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
         "clip": dict(type=float, help="gradient-norm clipping"),
@@ -185,8 +195,8 @@ def _add_train(commands) -> None:
     }
     for name, kwargs in flags.items():
         default = getattr(defaults, name)
-        if name in ("batch_size", "crop"):
-            default = ", ".join(f"{p} {sizes[name]}" for p, sizes in PRESET_BATCH.items())
+        if name in ("batch_size", "crop", "render_batch_size", "render_crop"):
+            default = ", ".join(f"{p} {sizes[name]}" for p, sizes in PRESET_BATCH.items() if name in sizes)
         kwargs["help"] = f"{kwargs.get('help', '')} (default: {default})".strip()
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **kwargs)
     p.set_defaults(run=_run_train)
@@ -223,6 +233,7 @@ def _add_translate(commands) -> None:
     p.add_argument("--chunk-seconds", type=float, default=1.0, help="length of a decoded chunk (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
+    _renderer_flag(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--shard", default="0/1", help="I/N: translate only shard I (from 0) of N (default: %(default)s)")
@@ -263,7 +274,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
-        torch.bfloat16 if args.precision == "bf16" else torch.float32,
+        torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer,
     )  # fmt: skip
     report = convert(translator, jobs, targets, args.out, args.overwrite)
     print(summary(report))
@@ -323,6 +334,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
+    _renderer_flag(p)
     _device_flag(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -344,7 +356,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         path = args.classifier / "judge.pt" if args.classifier.is_dir() else args.classifier
         judge, state = load_judge(path, device)
         print(f"judge: {path}, test accuracy on real audio {state['test_accuracy']:.3f}")
-    translator = Translator(load_model(args.model, device), device, args.batch_size, temperature=args.temperature)
+    translator = Translator(
+        load_model(args.model, device), device, args.batch_size, temperature=args.temperature, renderer=args.renderer
+    )
     metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures)
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
     if metrics["target_accuracy"] is not None:

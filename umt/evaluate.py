@@ -20,12 +20,11 @@ import torch
 from tqdm import tqdm
 
 from umt.audio import write_audio
-from umt.data.crops import CropDataset
 from umt.data.manifest import FileEntry, Manifest
 from umt.errors import UserError
 from umt.fileio import atomic_path, write_json
 from umt.judge import Judge, LogMel
-from umt.train import validate
+from umt.train import TrainConfig, crop_datasets, validate
 from umt.translate import Translator
 
 
@@ -61,6 +60,25 @@ def chroma_similarity(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     norms = np.linalg.norm(ca, axis=0) * np.linalg.norm(cb, axis=0)
     cosine = np.where(norms > 0, dot / np.maximum(norms, 1e-12), 0.0)
     return float(cosine[either].mean())
+
+
+def pitch_classes(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Per frame (hop 512): the pitch class 0..11 of pyin's f0 (librosa, 65 Hz-2.1 kHz), -1 where
+    unvoiced. pyin follows one voice: on polyphony, mostly the loudest or the top one."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(
+        audio.astype(np.float32), fmin=65.0, fmax=2100.0, sr=sample_rate, frame_length=2048, hop_length=512
+    )
+    classes = np.round(librosa.hz_to_midi(np.where(voiced, f0, 440.0))).astype(int) % 12
+    return np.where(voiced, classes, -1)
+
+
+def pitch_class_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Share of frames voiced in both pitch-class tracks where the classes agree (None: no such frame)."""
+    n = min(a.size, b.size)
+    both = (a[:n] >= 0) & (b[:n] >= 0)
+    return float((a[:n][both] == b[:n][both]).mean()) if both.any() else None
 
 
 def _voiced(audio: np.ndarray, frames: int) -> np.ndarray:
@@ -128,9 +146,16 @@ def evaluate(
         with torch.no_grad():
             return float((mel(torch.from_numpy(a)[None]) - mel(torch.from_numpy(b)[None])).abs().mean())
 
-    results: dict[str, dict] = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
-    identity = {"target_accuracy": {}, "chroma_similarity": {}, "logmel_l1": {}}
+    results: dict[str, dict] = {key: {} for key in METRICS}
+    identity: dict[str, dict] = {key: {} for key in METRICS}
     examples = []
+    tracks: dict[int, np.ndarray] = {}  # pitch classes of each input and reference clip, computed once
+
+    def track(audio: np.ndarray) -> np.ndarray:
+        if id(audio) not in tracks:
+            tracks[id(audio)] = pitch_classes(audio, rate)
+        return tracks[id(audio)]
+
     with tqdm(total=len(domains) ** 2, desc="evaluate", unit="pair", disable=None) as bar:
         for source in domains:
             inputs = by_domain[source]
@@ -148,6 +173,12 @@ def evaluate(
                 )
                 identity["chroma_similarity"].setdefault(source, {})[target] = _mean(
                     chroma_similarity(c.audio, a, rate) for (c, _, _), a in zip(scored, against)
+                )
+                results["pitch_class_agreement"].setdefault(source, {})[target] = _mean(
+                    pitch_class_agreement(pitch_classes(r, rate), track(a)) for (_, r, _), a in zip(scored, against)
+                )
+                identity["pitch_class_agreement"].setdefault(source, {})[target] = _mean(
+                    pitch_class_agreement(track(c.audio), track(a)) for (c, _, _), a in zip(scored, against)
                 )
                 if paired:
                     results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)
@@ -168,11 +199,12 @@ def evaluate(
         "clips_per_domain": {d: len(by_domain[d]) for d in domains},
         "seconds": seconds,
         "temperature": translator.temperature,
+        "renderer": translator.renderer,
         # every key is always there; null where it does not apply (no judge, unpaired data)
         **{k: v or None for k, v in results.items()},
         "identity": {k: v or None for k, v in identity.items()},
         # the ground truth against itself: chroma similarity 1 and distance 0 by construction
-        "ground_truth": {"chroma_similarity": 1.0, "logmel_l1": 0.0} if paired else None,
+        "ground_truth": {"chroma_similarity": 1.0, "pitch_class_agreement": 1.0, "logmel_l1": 0.0} if paired else None,
         # real audio of each domain judged as that domain: the identity diagonal
         "ground_truth_target_accuracy": {d: identity["target_accuracy"][d][d] for d in domains} if judge else None,
         "reconstruction": _reconstruction(translator, manifest, domains, val_items),
@@ -184,23 +216,26 @@ def evaluate(
     return metrics
 
 
+METRICS = ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1")
+
+
 def _mean(values) -> float | None:
-    """The mean, or None (null in metrics.json) when there is nothing to average."""
-    values = list(values)
+    """The mean of the values that are not None, or None (null in metrics.json) when there is none."""
+    values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
 
 def _reconstruction(translator: Translator, manifest: Manifest, domains: list[str], items: int) -> dict:
-    """Teacher-forced CE per domain on val crops (nats and bits per sample)."""
-    crop = 8 * translator.pool
-    sets = {}
-    for d in domains:
-        if any(e.samples >= crop for e in manifest.entries(d, "val")):
-            sets[d] = CropDataset(manifest, d, "val", crop, augment=False)
+    """Teacher-forced scores per domain on val crops: CE in nats and bits per sample, a spectral
+    decoder's spectrum L1, and the conditioning gain of each (see umt.train.validate)."""
+    cfg = translator.model.cfg
+    crops = TrainConfig(crop=(cfg.sample_rate // cfg.pool) * cfg.pool if cfg.spectral else 8 * cfg.pool, render_crop=8 * cfg.pool)
+    sets = crop_datasets(translator.model, manifest, crops, domains, "val")
     if not sets:
         return {}
     scores = validate(translator.model, None, sets, items, 8, device=translator.device)
-    return {d: {"nats": scores[f"ce/{d}"], "bits": scores[f"bits/{d}"]} for d in sets}
+    names = {"nats": "ce", "bits": "bits", "spectrum_l1": "spectrum", "gain_nats": "gain/ce", "gain_spectrum_l1": "gain/spectrum"}
+    return {d: {name: scores[f"{key}/{d}"] for name, key in names.items() if f"{key}/{d}" in scores} for d in sets}
 
 
 def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
@@ -211,7 +246,11 @@ def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
 
     written = []
     domains = metrics["domains"]
-    for key, title in (("target_accuracy", "target accuracy (judge)"), ("chroma_similarity", "chroma similarity")):
+    for key, title in (
+        ("target_accuracy", "target accuracy (judge)"),
+        ("chroma_similarity", "chroma similarity"),
+        ("pitch_class_agreement", "pitch-class agreement (pyin)"),
+    ):
         if metrics[key] is None:
             continue
         matrix = np.array([[_number(metrics[key][s][t]) for t in domains] for s in domains])
@@ -268,17 +307,25 @@ def _table(domains: list[str], matrix: dict, digits: int = 2) -> list[str]:
     return rows
 
 
+RECONSTRUCTION_COLUMNS = {
+    "nats": "nats/sample", "bits": "bits/sample", "gain_nats": "conditioning gain (nats)",
+    "spectrum_l1": "spectrum L1", "gain_spectrum_l1": "conditioning gain (spectrum L1)",
+}  # fmt: skip
+
+
 def _report(metrics: dict, figures: list[str], out: Path) -> None:
     lines = ["# Translation report", ""]
     lines.append(
         f"{sum(metrics['clips_per_domain'].values())} test clips of {metrics['seconds']:g} s "
-        f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), temperature {metrics['temperature']:g}; "
+        f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), temperature {metrics['temperature']:g}, "
+        f"renderer {metrics['renderer']}; "
         + ("paired corpus: compared with the ground-truth rendering in the target domain." if metrics["paired"]
            else "unpaired data: chroma compared with the input.")  # fmt: skip
     )
     for key, title in (
         ("target_accuracy", "Target accuracy (share of translations the judge assigns to the target)"),
         ("chroma_similarity", "Chroma similarity of the translation"),
+        ("pitch_class_agreement", "Pitch-class agreement (pyin, frames voiced in both)"),
         ("logmel_l1", "Log-mel L1 distance to the ground truth (lower is closer)"),
     ):
         if metrics[key] is not None:
@@ -290,8 +337,12 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
         lines += ["", "Judge accuracy on the real test audio of each domain (the ground-truth row): "
                   + ", ".join(f"{d} {v:.2f}" for d, v in metrics["ground_truth_target_accuracy"].items())]  # fmt: skip
     if metrics.get("reconstruction"):
-        lines += ["", "## Reconstruction (teacher-forced, val split)", "", "| domain | nats/sample | bits/sample |", "| --- | --- | --- |"]
-        lines += [f"| {d} | {v['nats']:.3f} | {v['bits']:.3f} |" for d, v in metrics["reconstruction"].items()]
+        columns = [c for c in RECONSTRUCTION_COLUMNS if c in next(iter(metrics["reconstruction"].values()))]
+        lines += ["", "## Reconstruction (teacher-forced, val split)", "",
+                  "| domain | " + " | ".join(RECONSTRUCTION_COLUMNS[c] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+        lines += [f"| {d} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |" for d, v in metrics["reconstruction"].items()]
+        lines += ["", "Conditioning gain: the loss with another clip's conditioning minus with the clip's own "
+                  "(near 0: the decoder ignores what it is given)."]  # fmt: skip
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
     with atomic_path(out / "report.md") as tmp:

@@ -70,6 +70,8 @@ class PackedDecoder:
         self.w_hid = as_rhs(f32(decoder.head_hidden.weight))
         self.w_out = as_rhs(f32(decoder.head_out.weight))
         self.b_out = f32(decoder.head_out.bias).to(self.dtype)
+        # an excited decoder adds excitation(t) @ W_excite to the embedding of sample t - 1
+        self.w_excite = as_rhs(f32(decoder.excite.weight)) if decoder.excite is not None else None
 
     def state_bytes_per_row(self) -> int:
         """Memory of one row's generation state (mostly the ring buffers)."""
@@ -132,20 +134,26 @@ class Stream:
         self.z = new(b, n, r)  # every layer's gate output, for the one skip matmul
         self.z_layers = [self.z[:, i] for i in range(n)]
         self.z_flat = self.z.view(b, n * r)
+        self.first = new(b, r)  # the embedding of an excited decoder, before its excitation is added
         self.h = new(b, 2 * r)
         self.h_tanh, self.h_sigmoid = self.h[:, :r], self.h[:, r:]
         self.skip = new(b, s)
         self.hidden = new(b, s)
         self.logits = new(b, N_CLASSES)
 
-    def step(self, previous: torch.Tensor) -> torch.Tensor:
-        """Feed codes [B] of sample t - 1, return the logits [B, 256] for sample t (a view, reused)."""
+    def step(self, previous: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed codes [B] of sample t - 1 (and an excited decoder's excitation [B, E] at t),
+        return the logits [B, 256] for sample t (a view, reused)."""
         p, t = self.p, self.t
         frame = t // p.pool
         gate_cond, h, h_a, h_b = self.gate_cond[frame], self.h, self.h_tanh, self.h_sigmoid
         dilations, last, w_conv, w_res = p.dilations, p.n_layers - 1, p.w_conv, p.w_res
         q = -t % (dilations[0] + 1)
-        torch.index_select(p.embed, 0, previous, out=self.slots[0][q])
+        if excitation is None:
+            torch.index_select(p.embed, 0, previous, out=self.slots[0][q])
+        else:
+            torch.index_select(p.embed, 0, previous, out=self.first)
+            torch.addmm(self.first, excitation, p.w_excite, out=self.slots[0][q])
         for i, d in enumerate(dilations):
             if q == d:  # x(t) sits in the last slot: mirror it into slot 0 for step t + d
                 self.mirrors[i].copy_(self.slots[i][q])
@@ -170,16 +178,20 @@ class Stream:
         seeds: list[int],
         temperature: float,
         progress: Callable[[int], None] | None = None,
+        excitation: torch.Tensor | None = None,
     ) -> None:
         """Generate into codes [T, B] (T = frames * pool): temperature 0 is greedy, otherwise a
-        sample of softmax(logits / temperature) with row i's randomness seeded by seeds[i]."""
+        sample of softmax(logits / temperature) with row i's randomness seeded by seeds[i].
+        An excited decoder takes its excitation as [T, B, E]."""
         self.start(gate_cond, head_cond)
         b = codes.shape[1]
         sampler = InverseCdfSampler(seeds, temperature, self.p.device) if temperature else None
         previous = torch.full((b,), SILENCE, dtype=torch.long, device=self.p.device)
         logits32 = torch.empty(b, N_CLASSES, device=self.p.device) if self.p.dtype != torch.float32 else None
+        if excitation is not None:
+            excitation = excitation.to(self.p.device, self.p.dtype)
         for t in range(codes.shape[0]):
-            logits = self.step(previous)
+            logits = self.step(previous, None if excitation is None else excitation[t])
             if logits32 is not None:  # sample in fp32 whatever the arithmetic of the layers
                 logits = logits32.copy_(logits)
             if sampler is None:
@@ -236,8 +248,10 @@ def generate(
     seeds: list[int] | None = None,
     streams: int | None = None,
     progress: Callable[[int], None] | None = None,
+    excitation: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Generate F * pool codes for each row of latent [B, F, C]; returns codes [B, F * pool].
+    """Generate F * pool codes for each row of latent [B, F, C] (an excited decoder's
+    excitation [B, F * pool, E] beside it); returns codes [B, F * pool].
 
     On the CPU the rows are split into one stream per core, each stepped by its own thread
     with single-threaded kernels: the per-step work is too small to share out inside a
@@ -246,14 +260,19 @@ def generate(
     b, frames, _ = latent.shape
     seeds = list(range(b)) if seeds is None else seeds
     gate_cond, head_cond = packed.conditioning(latent)
+    if (excitation is None) != (packed.w_excite is None):
+        raise ValueError("an excited decoder needs its excitation, and only it takes one")
     codes = torch.empty(frames * packed.pool, b, dtype=torch.long, device=packed.device)
+    per_step = excitation.transpose(0, 1) if excitation is not None else None  # [T, B, E]
     n = min(b, streams or default_streams(packed.device))
     jobs = [
-        (Stream(packed), gate_cond[:, :, rows], head_cond[:, rows], codes[:, rows], seeds[rows])
+        (Stream(packed), gate_cond[:, :, rows], head_cond[:, rows], codes[:, rows], seeds[rows],
+         None if per_step is None else per_step[:, rows])
         for rows in _row_blocks(b, n)
-    ]
+    ]  # fmt: skip
     if n == 1:
-        jobs[0][0].sample(*jobs[0][1:], temperature=temperature, progress=progress)
+        stream, *args, exc = jobs[0]
+        stream.sample(*args, temperature=temperature, progress=progress, excitation=exc)
     else:
         _run_threads(jobs, temperature, progress)
     return codes.t().contiguous()
@@ -270,9 +289,11 @@ def _run_threads(jobs: list, temperature: float, progress: Callable[[int], None]
     torch.set_num_threads(1)
     errors: list[BaseException] = []
 
-    def work(stream, gate_cond, head_cond, codes, seeds):
+    def work(stream, gate_cond, head_cond, codes, seeds, excitation):
         try:
-            stream.sample(gate_cond, head_cond, codes, seeds=seeds, temperature=temperature, progress=progress)
+            stream.sample(
+                gate_cond, head_cond, codes, seeds=seeds, temperature=temperature, progress=progress, excitation=excitation
+            )
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
 

@@ -8,12 +8,14 @@ Shapes: audio and mu-law codes are [batch, time]; activations are channels-last,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from umt import spectral
 from umt.audio import MU, mu_law_decode
 from umt.errors import UserError
 
@@ -38,6 +40,17 @@ class ModelConfig:
     # domain-confusion classifier: 1x1 convs with ELU, averaged over time
     classifier_layers: int = 3
     classifier_channels: int = 100
+    # The spectral recipe (see umt.spectral): "spectrum" encodes the log semitone spectrum at
+    # frame rate instead of the waveform; a "spectral" decoder is a frame network that predicts
+    # its domain's semitone spectrum from the latent, then a WaveNet (the sizes above) that
+    # renders it, handed a harmonic excitation built from that spectrum. pool is then the hop.
+    encoder_input: str = "waveform"  # waveform | spectrum
+    decoder_type: str = "wavenet"  # wavenet | spectral
+    spectrum_midi_low: int = 24  # lowest semitone bin (C1, 32.7 Hz)
+    spectrum_bins: int = 96  # eight octaves
+    frame_blocks: int = 2
+    frame_layers: int = 6
+    frame_channels: int = 128
     domains: list[str] = field(default_factory=list)
 
     @classmethod
@@ -49,9 +62,31 @@ class ModelConfig:
         return asdict(self)
 
     @property
+    def spectral(self) -> bool:
+        """Decoders are frame network + excited renderer."""
+        return self.decoder_type == "spectral"
+
+    @property
+    def uses_spectrum(self) -> bool:
+        return self.encoder_input == "spectrum" or self.spectral
+
+    @property
+    def excitation_bands(self) -> int:
+        return self.spectrum_bins // 12
+
+    @property
     def encoder_receptive_field(self) -> int:
-        """Samples of input that one encoder output sample sees (centred, before pooling)."""
+        """Inputs (samples, or spectrum frames) that one encoder output sees (centred, before pooling)."""
         return 1 + 2 + self.encoder_blocks * 2 * (2**self.encoder_layers - 1)
+
+    def check(self) -> None:
+        """Refuse settings the model cannot be built with."""
+        if self.encoder_input not in ("waveform", "spectrum"):
+            raise UserError(f"encoder_input {self.encoder_input!r}: choose waveform or spectrum")
+        if self.decoder_type not in ("wavenet", "spectral"):
+            raise UserError(f"decoder_type {self.decoder_type!r}: choose wavenet or spectral")
+        if self.uses_spectrum and self.spectrum_bins % 12:
+            raise UserError(f"spectrum_bins {self.spectrum_bins}: must be whole octaves (a multiple of 12)")
 
     @property
     def decoder_receptive_field(self) -> int:
@@ -68,9 +103,25 @@ PRESETS: dict[str, ModelConfig] = {
         encoder_blocks=2, encoder_layers=8, encoder_channels=64,
         decoder_blocks=2, decoder_layers=9, residual_channels=64, skip_channels=64,
     ),
+    # The spectral recipe for 2-core CPUs (docs/spectral-recipe.md): a frame-rate encoder over the
+    # log semitone spectrum (100 Hz, receptive field 5.1 s), frame networks that predict each
+    # domain's spectrum (2.6 s), and small excited WaveNet renderers (32 ms of past).
+    "spectral": ModelConfig(
+        encoder_input="spectrum", decoder_type="spectral", pool=160,
+        encoder_blocks=2, encoder_layers=7, encoder_channels=128, latent_channels=64,
+        frame_blocks=2, frame_layers=6, frame_channels=128,
+        decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32,
+    ),
     # For tests: a few thousand parameters, 100-sample latent frames.
     "tiny": ModelConfig(
         encoder_blocks=1, encoder_layers=4, encoder_channels=16, latent_channels=8, pool=100,
+        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16,
+        classifier_layers=3, classifier_channels=16,
+    ),
+    "tiny-spectral": ModelConfig(
+        encoder_input="spectrum", decoder_type="spectral", pool=160, spectrum_midi_low=36, spectrum_bins=72,
+        encoder_blocks=1, encoder_layers=3, encoder_channels=16, latent_channels=8,
+        frame_blocks=1, frame_layers=3, frame_channels=16,
         decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16,
         classifier_layers=3, classifier_channels=16,
     ),
@@ -80,7 +131,9 @@ PRESETS: dict[str, ModelConfig] = {
 def preset(name: str, domains: list[str], **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise UserError(f"--preset {name}: choose from {', '.join(PRESETS)}")
-    return ModelConfig.from_dict({**PRESETS[name].to_dict(), **overrides, "domains": list(domains)})
+    cfg = ModelConfig.from_dict({**PRESETS[name].to_dict(), **overrides, "domains": list(domains)})
+    cfg.check()
+    return cfg
 
 
 def dilations(blocks: int, layers: int) -> list[int]:
@@ -117,29 +170,50 @@ def add_per_frame(x: torch.Tensor, per_frame: torch.Tensor) -> torch.Tensor:
     return (x.view(b, frames, t // frames, c) + per_frame.unsqueeze(2)).view(b, t, c)
 
 
-class Encoder(nn.Module):
-    """Non-causal dilated residual stack -> linear map to the latent -> average pooling.
+class ResidualStack(nn.Module):
+    """Non-causal dilated residual stack over [B, T, C]: each layer x + W_mix relu(conv3_d(relu(x)))."""
 
-    Each layer: x + W_mix relu(dilated_conv3(relu(x))).
+    def __init__(self, channels: int, blocks: int, layers: int):
+        super().__init__()
+        self.dilations = dilations(blocks, layers)
+        self.convs = nn.ModuleList(nn.Linear(3 * channels, channels) for _ in self.dilations)
+        self.mixes = nn.ModuleList(nn.Linear(channels, channels) for _ in self.dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for d, conv, mix in zip(self.dilations, self.convs, self.mixes):
+            x = x + mix(F.relu(conv(taps(F.relu(x), (d, 0, -d)))))
+        return x
+
+
+class Encoder(nn.Module):
+    """Kernel-3 input conv -> non-causal dilated residual stack -> linear map to the latent -> pooling.
+
+    Over the waveform (the paper) the output is averaged over `pool` samples a frame; over the
+    log semitone spectrum it is already at frame rate.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         ch = cfg.encoder_channels
-        self.pool = cfg.pool
-        self.input = nn.Linear(3, ch)  # kernel-3 conv over the waveform
-        self.dilations = dilations(cfg.encoder_blocks, cfg.encoder_layers)
-        self.convs = nn.ModuleList(nn.Linear(3 * ch, ch) for _ in self.dilations)
-        self.mixes = nn.ModuleList(nn.Linear(ch, ch) for _ in self.dilations)
+        spectrum = cfg.encoder_input == "spectrum"
+        self.pool = 1 if spectrum else cfg.pool
+        self.input = nn.Linear(3 * (cfg.spectrum_bins if spectrum else 1), ch)
+        self.stack = ResidualStack(ch, cfg.encoder_blocks, cfg.encoder_layers)
         self.to_latent = nn.Linear(ch, cfg.latent_channels)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio [B, T] floats in [-1, 1], T a multiple of pool -> latent [B, T / pool, latent]."""
-        x = self.input(taps(audio.unsqueeze(-1), (1, 0, -1)))
-        for d, conv, mix in zip(self.dilations, self.convs, self.mixes):
-            x = x + mix(F.relu(conv(taps(F.relu(x), (d, 0, -d)))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """audio [B, T] (T a multiple of pool) or spectrum levels [B, F, bins] -> latent [B, frames, latent]."""
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        x = self.stack(self.input(taps(x, (1, 0, -1))))
         b, t, _ = x.shape
         return self.to_latent(x).view(b, t // self.pool, self.pool, -1).mean(dim=2)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before the stack was its own module name its layers encoder.convs.*
+        for key in [k for k in state_dict if k.startswith((prefix + "convs.", prefix + "mixes."))]:
+            state_dict[prefix + "stack." + key[len(prefix) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Decoder(nn.Module):
@@ -151,25 +225,30 @@ class Decoder(nn.Module):
     ReLU -> linear + conditioning -> ReLU -> linear to 256 logits.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, condition_channels: int | None = None, excitation_channels: int = 0):
         super().__init__()
         r, s = cfg.residual_channels, cfg.skip_channels
         self.residual_channels, self.skip_channels = r, s
         self.dilations = dilations(cfg.decoder_blocks, cfg.decoder_layers)
         self.embed = nn.Embedding(N_CLASSES, r)
+        # A sample-rate input added to the embedding of the previous sample (the excitation at t).
+        self.excite = nn.Linear(excitation_channels, r, bias=False) if excitation_channels else None
         self.convs = nn.ModuleList(nn.Linear(2 * r, 2 * r) for _ in self.dilations)  # taps (t - d, t)
         self.res_skip = nn.ModuleList(nn.Linear(r, r + s) for _ in self.dilations)
         # Conditioning of every layer's gate and of the head, as one linear map of each latent frame.
-        self.condition = nn.Linear(cfg.latent_channels, 2 * r * len(self.dilations) + s)
+        self.condition = nn.Linear(condition_channels or cfg.latent_channels, 2 * r * len(self.dilations) + s)
         self.head_hidden = nn.Linear(s, s)
         self.head_out = nn.Linear(s, N_CLASSES)
         # Recompute each layer in the backward pass instead of storing its activations:
         # about a third more compute for a fraction of the memory (paper-size decoders).
         self.activation_checkpointing = False
 
-    def forward(self, previous: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """previous [B, T] codes (the target shifted right by one), latent [B, T/pool, C] -> logits [B, T, 256]."""
+    def forward(self, previous: torch.Tensor, latent: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
+        """previous [B, T] codes (the target shifted right by one), latent [B, T/pool, C] (the
+        conditioning), excitation [B, T, E] for an excited decoder -> logits [B, T, 256]."""
         x = self.embed(previous)
+        if self.excite is not None:
+            x = x + self.excite(excitation)
         cond = self.condition(latent)
         r, s = self.residual_channels, self.skip_channels
         skip = torch.zeros((), device=x.device, dtype=x.dtype)
@@ -214,6 +293,45 @@ def shift_right(codes: torch.Tensor) -> torch.Tensor:
     return F.pad(codes[:, :-1], (1, 0), value=SILENCE)
 
 
+class SpectralDecoder(nn.Module):
+    """One domain's decoder in the spectral recipe.
+
+    frames: latent [B, F, C] -> this domain's semitone spectrum levels [B, F, bins] (a
+            non-causal dilated stack at frame rate; trained with L1 against the clean target);
+    renderer: a WaveNet over mu-law codes conditioned per frame on spectrum levels and handed,
+            sample by sample, the harmonic excitation synthesised from them (umt.spectral).
+    The renderer trains on the real spectrum of its domain; at inference it renders the
+    frame network's prediction.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        ch = cfg.frame_channels
+        self.frames_in = nn.Linear(3 * cfg.latent_channels, ch)
+        self.frames = ResidualStack(ch, cfg.frame_blocks, cfg.frame_layers)
+        self.frames_out = nn.Linear(ch, cfg.spectrum_bins)
+        self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands)
+
+    def spectrum(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent [B, F, C] -> predicted spectrum levels [B, F, bins]."""
+        return self.frames_out(F.relu(self.frames(self.frames_in(taps(latent, (1, 0, -1))))))
+
+
+@dataclass
+class ModelOutput:
+    """What UMT.forward returns: every loss term the training loop adds, and the latent.
+
+    losses: per-domain terms by name ("ce/piano": nats per sample of the WaveNet;
+            "spectrum/piano": L1 of predicted spectrum levels), each weighted by the loop;
+    latent: [D * B, frames, C] for the domain-confusion classifier;
+    penalties: auxiliary terms added as they are (e.g. a quantiser's commitment loss).
+    """
+
+    losses: dict[str, torch.Tensor]
+    latent: torch.Tensor | None
+    penalties: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 class UMT(nn.Module):
     """Encoder + one decoder per domain. The classifier is kept apart: it has its own optimiser.
 
@@ -225,29 +343,63 @@ class UMT(nn.Module):
         super().__init__()
         if not cfg.domains:
             raise UserError("a model needs at least one domain")
+        cfg.check()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.decoders = nn.ModuleDict({d: Decoder(cfg) for d in cfg.domains})
+        self.decoders = nn.ModuleDict({d: SpectralDecoder(cfg) if cfg.spectral else Decoder(cfg) for d in cfg.domains})
+        if cfg.uses_spectrum:
+            self.spectrum = spectral.SemitoneSpectrum(cfg.sample_rate, cfg.pool, cfg.spectrum_midi_low, cfg.spectrum_bins)
+            self.register_buffer("freqs", spectral.bin_frequencies(cfg.spectrum_midi_low, cfg.spectrum_bins), persistent=False)
+
+    def encoder_input(self, audio: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads from audio [B, T]: the waveform, or its spectrum levels [B, T/pool + 1, bins]."""
+        if self.cfg.encoder_input == "spectrum":
+            return spectral.level(self.spectrum(audio)[0])
+        return audio
 
     def encode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Mu-law codes [B, T] -> latent [B, T / pool, C]."""
-        return self.encoder(mu_law_decode(codes))
+        """Mu-law codes [B, T] -> latent [B, frames, C] (T / pool frames; T / pool + 1 over the spectrum)."""
+        return self.encoder(self.encoder_input(mu_law_decode(codes)))
 
-    def forward(
-        self, inputs: torch.Tensor, targets: torch.Tensor, domains: list[str]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruct a batch of each of `domains` through its own decoder.
+    def excitation(self, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """Excitation [B, (F - 1) * pool, bands] of amplitude and phase [B, F, bins]."""
+        return spectral.excitation(amplitude, phase, self.freqs, self.cfg.pool, self.cfg.sample_rate)
 
-        inputs, targets: [D, B, T] codes, row d from domains[d] (inputs augmented, targets clean).
-        Returns (cross-entropy per domain [D] in nats per sample, latents [D*B, frames, C]).
+    def render_logits(self, domain: str, codes: torch.Tensor, levels: torch.Tensor, excitation: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, T, 256] of a spectral domain's renderer for target codes [B, T]."""
+        return self.decoders[domain].renderer(shift_right(codes), levels, excitation)
+
+    def forward(self, batch: dict[str, torch.Tensor], domains: list[str]) -> ModelOutput:
+        """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
+
+        Every tensor of `batch` is [D, B, ...], row d from domains[d]:
+          wavenet decoders: inputs, targets [D, B, T] codes (inputs augmented, targets clean);
+          spectral decoders: levels_in, levels [D, B, F, bins] (augmented input, clean target;
+            absent when the frame networks do not train), and for the renderers (absent when
+            they do not train) codes [D, B, T], render_levels [D, B, T / pool, bins],
+            amplitude and phase [D, B, T / pool + 1, bins] of the clean target.
         """
-        n_domains, batch, t = targets.shape
-        latent = self.encode(inputs.reshape(n_domains * batch, t))
-        losses = []
-        for d, name in enumerate(domains):
-            logits = self.decoders[name](shift_right(targets[d]), latent[d * batch : (d + 1) * batch])
-            losses.append(F.cross_entropy(logits.float().flatten(0, 1), targets[d].flatten()))
-        return torch.stack(losses), latent
+        losses: dict[str, torch.Tensor] = {}
+        latent = None
+        if not self.cfg.spectral:
+            n_domains, batch_size, t = batch["targets"].shape
+            latent = self.encode(batch["inputs"].reshape(n_domains * batch_size, t))
+            for d, name in enumerate(domains):
+                logits = self.decoders[name](shift_right(batch["targets"][d]), latent[d * batch_size : (d + 1) * batch_size])
+                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"][d].flatten())
+            return ModelOutput(losses, latent)
+        if "levels" in batch:
+            n_domains, batch_size = batch["levels"].shape[:2]
+            latent = self.encoder(batch["levels_in"].flatten(0, 1))
+            for d, name in enumerate(domains):
+                predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size])
+                losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
+        if "codes" in batch:
+            for d, name in enumerate(domains):
+                excitation = self.excitation(batch["amplitude"][d], batch["phase"][d])
+                logits = self.render_logits(name, batch["codes"][d], batch["render_levels"][d], excitation)
+                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["codes"][d].flatten())
+        return ModelOutput(losses, latent)
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -260,13 +412,19 @@ def describe(cfg: ModelConfig) -> str:
     enc, dec = parameter_count(model.encoder), parameter_count(next(iter(model.decoders.values())))
     cls = parameter_count(DomainClassifier(cfg))
     ms = 1000 / cfg.sample_rate
-    return (
-        f"encoder {enc / 1e6:.2f} M params, receptive field {cfg.encoder_receptive_field} samples "
-        f"({cfg.encoder_receptive_field * ms:.0f} ms), latent {cfg.latent_channels} x {cfg.sample_rate / cfg.pool:g} Hz\n"
-        f"decoder {dec / 1e6:.2f} M params each x {len(cfg.domains)}, receptive field "
-        f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)\n"
-        f"classifier {cls / 1e3:.1f} k params"
-    )
+    unit = cfg.pool if cfg.encoder_input == "spectrum" else 1  # samples per encoder input step
+    lines = [
+        f"encoder {enc / 1e6:.2f} M params over the {cfg.encoder_input}, receptive field "
+        f"{cfg.encoder_receptive_field * unit * ms:.0f} ms, latent {cfg.latent_channels} x {cfg.sample_rate / cfg.pool:g} Hz",
+        f"decoder ({cfg.decoder_type}) {dec / 1e6:.2f} M params each x {len(cfg.domains)}, WaveNet receptive field "
+        f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)",
+        f"classifier {cls / 1e3:.1f} k params",
+    ]
+    if cfg.spectral:
+        frame_field = 1 + 2 + cfg.frame_blocks * 2 * (2**cfg.frame_layers - 1)
+        lines.insert(2, f"frame networks: {cfg.spectrum_bins} semitone bins from MIDI {cfg.spectrum_midi_low}, "
+                        f"receptive field {frame_field * cfg.pool * ms:.0f} ms")  # fmt: skip
+    return "\n".join(lines)
 
 
 def check_crop(cfg: ModelConfig, crop: int) -> None:

@@ -3,10 +3,14 @@ trained together in one process (or one process per GPU under torchrun).
 
 One step, as in the paper:
   1. encode the augmented input of a batch of every domain; each decoder reconstructs its
-     own domain's clean crop (teacher forcing) -> cross-entropy per domain;
+     own domain's clean crop (teacher forcing) -> a loss per domain (UMT.forward);
   2. the classifier takes a step on the detached latents (learn to tell the domains apart);
-  3. encoder and decoders take a step on  sum(CE) - lambda * CE_classifier,  the classifier
+  3. encoder and decoders take a step on  sum(losses) - lambda * CE_classifier,  the classifier
      held fixed: the encoder is rewarded for latents the classifier cannot place.
+In the spectral recipe (the default) the losses are the L1 of each frame network's predicted
+spectrum (--batch-size frame crops of --crop samples per domain) and the cross-entropy of each
+renderer on the real spectrum of its domain (--render-batch-size crops of --render-crop); a
+batch size of 0 leaves that part out, so the parts can also be trained one after the other.
 With --add-domain, the encoder and the existing decoders are frozen and only the new
 decoder trains (step 1 alone).
 
@@ -30,12 +34,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from umt.audio import mu_law_decode
 from umt.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
+from umt.data.spectra import SpectralCrops, SpectrumStore
 from umt.errors import UserError
 from umt.model import UMT, DomainClassifier, ModelConfig, check_crop, describe, preset, shift_right
 
@@ -44,10 +50,12 @@ from umt.model import UMT, DomainClassifier, ModelConfig, check_crop, describe, 
 class TrainConfig:
     """Everything about a run except where it runs; stored in every checkpoint."""
 
-    preset: str = "small"
+    preset: str = "spectral"
     steps: int = 20000
-    batch_size: int = 8  # crops per domain, per process
+    batch_size: int = 8  # crops per domain, per process (spectral: frame crops; 0 = frame networks do not train)
     crop: int = 8000  # samples; the paper uses 12000 (0.75 s at 16 kHz)
+    render_batch_size: int = 8  # spectral: renderer crops per domain, per process (0 = renderers do not train)
+    render_crop: int = 2400  # spectral: samples of a renderer crop
     lr: float = 1e-3
     lr_decay: float = 0.98  # factor per 1000 steps
     clip: float = 1.0  # gradient-norm clipping
@@ -71,7 +79,9 @@ class TrainConfig:
 PRESET_BATCH = {
     "paper": {"batch_size": 4, "crop": 12000},  # as the paper
     "small": {"batch_size": 8, "crop": 8000},  # 0.5 s, about eight decoder receptive fields
+    "spectral": {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400},
     "tiny": {"batch_size": 2, "crop": 4000},
+    "tiny-spectral": {"batch_size": 2, "crop": 3200, "render_batch_size": 2, "render_crop": 800},
 }
 
 
@@ -234,21 +244,21 @@ def plan_run(
 
 
 def train_step(
-    run: Run, model, classifier, inputs: torch.Tensor, targets: torch.Tensor, tcfg: TrainConfig, dtype, device
+    run: Run, model, classifier, batch: dict[str, torch.Tensor], tcfg: TrainConfig, dtype, device
 ) -> dict[str, float]:
-    """One optimisation step on a batch of every trainable domain. `model` and `classifier`
-    are run.model and run.classifier, or their DDP wrappers."""
-    n_domains, batch = targets.shape[:2]
+    """One optimisation step on a batch of every trainable domain ([D, B, ...] tensors, see
+    UMT.forward). `model` and `classifier` are run.model and run.classifier, or their DDP wrappers."""
     with autocast(dtype, device):
-        ce, latent = model(inputs, targets, run.trainable)
-    stats = {f"ce/{d}": v for d, v in zip(run.trainable, ce.tolist())}
-    loss = ce.sum()
+        out = model(batch, run.trainable)
+    stats = {k: v.item() for k, v in out.losses.items()}
+    loss = sum(out.losses.values()) + sum(out.penalties.values())
 
-    if classifier is not None:
-        labels = torch.arange(n_domains, device=device).repeat_interleave(batch)
+    if classifier is not None and out.latent is not None:
+        n_domains = len(run.trainable)
+        labels = torch.arange(n_domains, device=device).repeat_interleave(out.latent.shape[0] // n_domains)
         # (2) the classifier learns on latents it cannot change
         with autocast(dtype, device):
-            logits = classifier(latent.detach()).float()
+            logits = classifier(out.latent.detach()).float()
         classifier_loss = F.cross_entropy(logits, labels)
         run.classifier_optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(classifier_loss).backward()
@@ -259,7 +269,7 @@ def train_step(
         if tcfg.confusion_weight:
             frozen = {k: v.detach() for k, v in run.classifier.named_parameters()}
             with autocast(dtype, device):
-                adversary = torch.func.functional_call(run.classifier, frozen, (latent,)).float()
+                adversary = torch.func.functional_call(run.classifier, frozen, (out.latent,)).float()
             loss = loss - tcfg.confusion_weight * F.cross_entropy(adversary, labels)
 
     run.optimizer.zero_grad(set_to_none=True)
@@ -279,41 +289,66 @@ def train_step(
 # ---------------------------------------------------------------- validation and audio
 
 
+CONDITIONING = ("inputs", "levels_in", "render_levels", "amplitude", "phase")  # batch keys a decoder is conditioned on
+
+
 @torch.no_grad()
 def validate(
-    model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, CropDataset], items: int, batch_size: int,
+    model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, Dataset], items: int, batch_size: int,
     dtype=None, device: torch.device = torch.device("cpu"),
 ) -> dict[str, float]:  # fmt: skip
-    """Teacher-forced cross-entropy per domain (nats and bits per sample) on `items` crops of
-    each dataset, and the classifier's accuracy on their latents."""
+    """Teacher-forced losses per domain on `items` crops of each dataset (UMT.forward: "ce/D"
+    in nats per sample and "bits/D"; "spectrum/D" for frame networks), the conditioning gain
+    of each ("gain/ce/D": the loss with another clip's conditioning minus the loss with the
+    clip's own; near 0 means the decoder has stopped listening), and the classifier's accuracy."""
     was_training = model.training
     model.eval()
-    results: dict[str, float] = {}
+    sums: dict[str, float] = {}
     correct = total = 0
     for domain, dataset in val_sets.items():
-        nats = 0.0
-        count = 0
+        batches = 0
         for first in range(0, items, batch_size):
-            batch = [dataset[i] for i in range(first, min(first + batch_size, items))]
-            inputs = torch.stack([x for x, _ in batch]).to(device)
-            targets = torch.stack([y for _, y in batch]).to(device)
+            batch = _collate([dataset[i] for i in range(first, min(first + batch_size, items))], device)
             with autocast(dtype, device):
-                latent = model.encode(inputs)
-                logits = model.decoders[domain](shift_right(targets), latent)
-            nats += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").item()
-            count += targets.numel()
-            if classifier is not None:
+                out = model(batch, [domain])
+                shuffled = model(_roll_conditioning(batch), [domain]) if len(next(iter(batch.values()))[0]) > 1 else None
+            for key, value in out.losses.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+                if shuffled is not None:
+                    sums[f"gain/{key}"] = sums.get(f"gain/{key}", 0.0) + shuffled.losses[key].item() - value.item()
+            batches += 1
+            if classifier is not None and out.latent is not None:
                 with autocast(dtype, device):
-                    guess = classifier(latent).argmax(-1)
+                    guess = classifier(out.latent).argmax(-1)
                 correct += int((guess == model.cfg.domains.index(domain)).sum())
-                total += len(batch)
-        results[f"ce/{domain}"] = nats / count
-        results[f"bits/{domain}"] = nats / count / math.log(2)
-    results["ce"] = sum(results[f"ce/{d}"] for d in val_sets) / len(val_sets)
+                total += guess.numel()
+        for key in [k for k in sums if k.endswith(f"/{domain}")]:
+            sums[key] /= batches
+    results = dict(sums)
+    for key in [k for k in sums if k.startswith("ce/")]:
+        results["bits/" + key[3:]] = sums[key] / math.log(2)
+    # the validation score: the mean of each kind of loss over domains, summed over kinds
+    kinds = {k.split("/")[0] for k in sums if not k.startswith("gain/")}
+    for kind in kinds:
+        results[kind] = sum(v for k, v in sums.items() if k.startswith(kind + "/")) / len(val_sets)
+    results["score"] = sum(results[kind] for kind in kinds)
     if total:
         results["classifier_acc"] = correct / total
     model.train(was_training)
     return results
+
+
+def _collate(items: list, device: torch.device) -> dict[str, torch.Tensor]:
+    """Dataset items of one domain -> a batch dict of [1, B, ...] tensors (UMT.forward's layout)."""
+    if isinstance(items[0], dict):
+        return {k: torch.stack([item[k] for item in items])[None].to(device) for k in items[0]}
+    inputs, targets = (torch.stack(parts)[None].to(device) for parts in zip(*items))
+    return {"inputs": inputs, "targets": targets}
+
+
+def _roll_conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same targets, each conditioned on the next clip's conditioning."""
+    return {k: torch.roll(v, 1, dims=1) if k in CONDITIONING else v for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -352,6 +387,12 @@ def train(
     if missing:
         raise UserError(f"{prep}: has no domain {', '.join(missing)} (it has {', '.join(manifest.domains)})")
     check_crop(cfg, tcfg.crop)
+    if cfg.spectral:
+        check_crop(cfg, tcfg.render_crop)
+        if tcfg.batch_size <= 0 and tcfg.render_batch_size <= 0:
+            raise UserError("--batch-size and --render-batch-size are both 0: nothing would train")
+    elif tcfg.batch_size <= 0:
+        raise UserError(f"--batch-size {tcfg.batch_size}: must be positive")
     dtype = autocast_dtype(tcfg.precision, proc.device)
 
     run = build_run(cfg, tcfg, trainable, proc.device, dtype)
@@ -360,15 +401,20 @@ def train(
     if state is not None:
         restore(run, state)
 
-    train_sets = [CropDataset(manifest, d, "train", tcfg.crop, augment=True, seed=tcfg.seed) for d in trainable]
-    val_sets = {d: CropDataset(manifest, d, "val", tcfg.crop, augment=False, seed=tcfg.seed)
-                for d in trainable if _has_split(manifest, d, "val", tcfg.crop)}  # fmt: skip
+    if proc.main and cfg.uses_spectrum:
+        print(f"analysing the semitone spectrum of {len(manifest.files)} files", flush=True)
+    train_sets = crop_datasets(run.model, manifest, tcfg, trainable, "train")
+    val_sets = crop_datasets(run.model, manifest, tcfg, trainable, "val")
     remaining = tcfg.steps - run.step
+    loader_batch = max(tcfg.batch_size, tcfg.render_batch_size) if cfg.spectral else tcfg.batch_size
+    workers = 0 if cfg.spectral else tcfg.workers  # spectral items are slices of tensors in memory
     loader = crop_loader(
-        MultiDomainCrops(train_sets), tcfg.batch_size, tcfg.workers, run.step, proc.rank, proc.world, max(0, remaining)
+        MultiDomainCrops(list(train_sets.values())), loader_batch, workers, run.step, proc.rank, proc.world, max(0, remaining)
     )
 
-    model = DDP(run.model) if proc.world > 1 else run.model
+    # A spectral run may leave the frame networks or the renderers out of a step (batch size 0).
+    partial = cfg.spectral and min(tcfg.batch_size, tcfg.render_batch_size) <= 0
+    model = DDP(run.model, find_unused_parameters=partial) if proc.world > 1 else run.model
     classifier = DDP(run.classifier) if proc.world > 1 and run.classifier is not None else run.classifier
     log = Logger(out, proc, tcfg, run.step, cfg)
     if proc.main:
@@ -376,12 +422,12 @@ def train(
         if len(val_sets) < len(trainable):
             log.line(f"no validation crops for {', '.join(sorted(set(trainable) - set(val_sets)))}: not validated")
 
-    samples_per_step = len(trainable) * tcfg.batch_size * tcfg.crop * proc.world
+    render_samples = tcfg.render_batch_size * tcfg.render_crop if cfg.spectral else 0
+    samples_per_step = len(trainable) * (tcfg.batch_size * tcfg.crop + render_samples) * proc.world
     tic = time.perf_counter()
-    for inputs, targets in loader:
-        inputs = inputs.transpose(0, 1).to(proc.device, non_blocking=True)  # [D, B, T]
-        targets = targets.transpose(0, 1).to(proc.device, non_blocking=True)
-        stats = train_step(run, model, classifier, inputs, targets, tcfg, dtype, proc.device)
+    for batch in loader:
+        batch = step_batch(batch, tcfg, cfg.spectral, proc.device)
+        stats = train_step(run, model, classifier, batch, tcfg, dtype, proc.device)
         if not proc.main:
             continue
         now = time.perf_counter()
@@ -391,12 +437,12 @@ def train(
         log.train(run.step, stats)
         last_step = run.step == tcfg.steps
         if val_sets and (run.step % tcfg.val_every == 0 or last_step):
-            results = validate(run.model, run.classifier, val_sets, tcfg.val_items, tcfg.batch_size, dtype, proc.device)
+            results = validate(run.model, run.classifier, val_sets, tcfg.val_items, VAL_BATCH, dtype, proc.device)
             log.validation(run.step, results)
-            if results["ce"] < run.best_val:
-                run.best_val = results["ce"]
+            if results["score"] < run.best_val:
+                run.best_val = results["score"]
                 save_checkpoint(out / "best.pt", checkpoint_state(run, cfg, tcfg))
-        if val_sets and (run.step % tcfg.audio_every == 0 or last_step):
+        if val_sets and not cfg.spectral and (run.step % tcfg.audio_every == 0 or last_step):
             log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
         if run.step % tcfg.checkpoint_every == 0 or last_step:
             save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
@@ -409,8 +455,55 @@ def train(
     return run
 
 
-def _has_split(manifest: Manifest, domain: str, split: str, crop: int) -> bool:
-    return any(e.samples >= crop for e in manifest.entries(domain, split))
+VAL_BATCH = 8  # validation crops per forward pass
+
+
+def crop_datasets(model: UMT, manifest: Manifest, tcfg: TrainConfig, domains: list[str], split: str) -> dict[str, Dataset]:
+    """Per domain with a long enough file in `split`: training crops (augmented on the train split).
+
+    A spectral model's items hold a frame crop and a render crop (SpectralCrops); the
+    paper's, a pair of code crops (CropDataset)."""
+    cfg = model.cfg
+    augment = split == "train"
+    sets: dict[str, Dataset] = {}
+    for d in domains:
+        longest = max(tcfg.crop, tcfg.render_crop) if cfg.spectral else tcfg.crop
+        if not any(e.samples >= longest for e in manifest.entries(d, split)):
+            if split == "train":
+                raise UserError(f"domain {d!r}: no train file of at least {longest} samples in {manifest.root}")
+            continue
+        if cfg.spectral:
+            store = SpectrumStore(manifest, d, split, model.spectrum)
+            sets[d] = SpectralCrops(store, d, tcfg.crop // cfg.pool, tcfg.render_crop // cfg.pool, augment, tcfg.seed)
+        else:
+            sets[d] = CropDataset(manifest, d, split, tcfg.crop, augment=augment, seed=tcfg.seed)
+    return sets
+
+
+def step_batch(batch, tcfg: TrainConfig, spectral: bool, device: torch.device) -> dict[str, torch.Tensor]:
+    """A loader batch ([B, D, ...] per key) -> UMT.forward's [D, B, ...] on the device, with
+    only the parts that train: --batch-size frame crops and --render-batch-size render crops."""
+    if not spectral:
+        inputs, targets = batch
+        batch = {"inputs": inputs, "targets": targets}
+    out = {}
+    for key, value in batch.items():
+        rows = tcfg.render_batch_size if key in RENDER_KEYS else tcfg.batch_size
+        if rows > 0:
+            out[key] = value[:rows].transpose(0, 1).to(device, non_blocking=True)
+    return out
+
+
+RENDER_KEYS = ("codes", "render_levels", "amplitude", "phase")
+
+
+def _means(stats: dict[str, float]) -> dict[str, float]:
+    """Per kind of loss ("ce", "spectrum"), the mean over domains."""
+    kinds: dict[str, list[float]] = {}
+    for key, value in stats.items():
+        if key.count("/") == 1 and key.split("/")[0] in ("ce", "spectrum"):
+            kinds.setdefault(key.split("/")[0], []).append(value)
+    return {k: sum(v) / len(v) for k, v in kinds.items()}
 
 
 class Logger:
@@ -437,23 +530,28 @@ class Logger:
     def train(self, step: int, stats: dict[str, float]) -> None:
         for key, value in stats.items():
             self.writer.add_scalar(f"train/{key}", value, step)
-        ce = sum(v for k, v in stats.items() if k.startswith("ce/")) / sum(k.startswith("ce/") for k in stats)
+        means = _means(stats)
         if self.bar:
             self.bar.update(1)
-            self.bar.set_postfix(ce=f"{ce:.3f}", acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
+            self.bar.set_postfix(**{k: f"{v:.3f}" for k, v in means.items()}, acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
-            self.line(
-                f"step {step}/{self.tcfg.steps} ce {ce:.4f}{acc} lr {stats['lr']:.2e} "
-                f"{stats['samples_per_s']:.0f} samples/s"
-            )
+            losses = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+            self.line(f"step {step}/{self.tcfg.steps} {losses}{acc} lr {stats['lr']:.2e} {stats['samples_per_s']:.0f} samples/s")
 
     def validation(self, step: int, results: dict[str, float]) -> None:
         for key, value in results.items():
             self.writer.add_scalar(f"val/{key}", value, step)
-        per_domain = " ".join(f"{k[3:]} {v:.3f}" for k, v in results.items() if k.startswith("ce/"))
-        acc = f", classifier_acc {results['classifier_acc']:.2f}" if "classifier_acc" in results else ""
-        self.line(f"val step {step}: ce {results['ce']:.4f} nats ({results['ce'] / math.log(2):.3f} bits): {per_domain}{acc}")
+        parts = []
+        for kind in ("ce", "spectrum"):
+            if kind in results:
+                per_domain = " ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in results.items() if k.startswith(kind + "/"))
+                gain = [v for k, v in results.items() if k.startswith(f"gain/{kind}/")]
+                gain_text = f", conditioning gain {sum(gain) / len(gain):.3f}" if gain else ""
+                bits = f" nats ({results[kind] / math.log(2):.3f} bits)" if kind == "ce" else ""
+                parts.append(f"{kind} {results[kind]:.4f}{bits}: {per_domain}{gain_text}")
+        acc = f"; classifier_acc {results['classifier_acc']:.2f}" if "classifier_acc" in results else ""
+        self.line(f"val step {step}: " + "; ".join(parts) + acc)
 
     def audio(self, step: int, clips: dict[str, torch.Tensor], sample_rate: int) -> None:
         for name, clip in clips.items():

@@ -104,15 +104,18 @@ def crop_loader(
 
 
 class MultiDomainCrops(Dataset):
-    """Item i of every domain at once: (inputs, targets) of shape [domains, crop].
+    """Item i of every domain at once, each tensor stacked over domains: (inputs, targets) of
+    shape [domains, crop] from CropDatasets, or a dict of [domains, ...] from SpectralCrops.
 
     One DataLoader over this feeds a training step (a batch of each domain) with one set of
     worker processes, whatever the number of domains.
     """
 
-    def __init__(self, domains: list[CropDataset]):
+    def __init__(self, domains: list[Dataset]):
         self.domains = domains
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [d[index] for d in self.domains]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    def __getitem__(self, index: int):
+        items = [d[index] for d in self.domains]
+        if isinstance(items[0], dict):
+            return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        return tuple(torch.stack(parts) for parts in zip(*items))

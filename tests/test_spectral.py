@@ -1,0 +1,168 @@
+"""The spectral recipe: semitone spectrum, excitation, frame networks, excited renderer, staged training."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from umt import spectral
+from umt.data import spectra
+from umt.generate import PackedDecoder, Stream, generate
+from umt.model import SILENCE, UMT, preset, shift_right
+from umt.train import validate
+
+SR, HOP = 16000, 160
+
+
+@pytest.fixture(scope="module")
+def spectrum() -> spectral.SemitoneSpectrum:
+    return spectral.SemitoneSpectrum(SR, HOP, 36, 72)
+
+
+def test_a_sinusoid_reads_its_amplitude_and_phase_in_its_own_bin(spectrum):
+    freqs = spectral.bin_frequencies(36, 72)
+    k, a, phi = 33, 0.4, 0.7  # A3 (220 Hz)
+    n = torch.arange(SR, dtype=torch.float64)
+    x = (a * torch.cos(2 * math.pi * freqs[k] * n / SR + phi)).float()
+    amp, phase = spectrum(x[None])
+    assert amp.shape == (1, SR // HOP + 1, 72)
+    f = 50  # mid-signal: frame f is centred on sample f * HOP
+    assert amp[0, f, k].item() == pytest.approx(a, rel=0.01)
+    expected = (2 * math.pi * freqs[k].item() * f * HOP / SR + phi) % (2 * math.pi)
+    assert math.cos(phase[0, f, k].item() - expected) > 0.999
+    audible = spectral.peaks(amp)[0, f] > 0.01 * a
+    assert audible.nonzero().flatten().tolist() == [k]  # the neighbours it leaks into (at -6 dB) are dropped
+    assert (amp[0, f] > 0.01 * a).sum() >= 3
+
+
+def test_free_running_excitation_is_a_steady_sinusoid():
+    freqs = spectral.bin_frequencies(36, 72)
+    amp = torch.zeros(1, 11, 72)
+    amp[0, :, 30] = 0.5
+    phase = spectral.free_phases(11, 1, freqs, HOP, SR, torch.Generator().manual_seed(0))
+    out = spectral.excitation(amp, phase, freqs, HOP, SR)
+    assert out.shape == (1, 10 * HOP, 6)
+    assert out[0, :, [0, 1, 3, 4, 5]].abs().max() == 0  # bin 30 is in the third octave band
+    wave = out[0, :, 2].double()
+    n = torch.arange(wave.numel(), dtype=torch.float64)
+    omega = 2 * math.pi * freqs[30] / SR
+    fit = torch.linalg.lstsq(torch.stack([torch.cos(omega * n), torch.sin(omega * n)], 1), wave[:, None]).solution
+    assert fit.norm().item() == pytest.approx(0.5, rel=1e-4)  # one sinusoid of amplitude 0.5, no seams at frame edges
+
+
+def test_levels_round_trip_and_the_augmentation_moves_only_its_segment():
+    amp = torch.tensor([0.0, 1e-5, 1e-3, 0.5, 1.0])
+    assert torch.allclose(spectral.amplitude(spectral.level(amp))[2:], amp[2:], rtol=1e-4)
+    assert spectral.level(amp)[0] == 0 and spectral.amplitude(torch.zeros(1)) == 0
+    levels = torch.zeros(2, 10, 24)
+    levels[:, :, 5] = 1.0
+    out = spectral.shift_segment(levels, torch.tensor([2, 0]), torch.tensor([6, 10]), torch.tensor([1.0, -0.25]))
+    assert torch.equal(out[0, :2], levels[0, :2]) and torch.equal(out[0, 6:], levels[0, 6:])
+    assert out[0, 3].argmax() == 6 and out[0, 3, 6] == 1.0  # a whole semitone up
+    assert out[1, 0, 4] == pytest.approx(0.25) and out[1, 0, 5] == pytest.approx(0.75)  # a quarter down
+
+
+def test_analysis_in_pieces_equals_one_transform(spectrum, monkeypatch):
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(3 * SR + 77) * 0.1).astype(np.float32)
+    whole = spectrum(torch.from_numpy(np.pad(audio, (0, -audio.size % HOP)))[None])[0][0]
+    monkeypatch.setattr(spectra, "ANALYSIS_SECONDS", 1)
+    amp, _ = spectra.analyse(spectrum, audio)
+    assert amp.shape == (audio.size // HOP + 1, 72)  # a frame per whole hop of audio, plus the end
+    torch.testing.assert_close(amp, whole[: amp.shape[0]], atol=1e-4, rtol=1e-3)
+
+
+def tiny_spectral(seed: int = 0) -> UMT:
+    torch.manual_seed(seed)
+    return UMT(preset("tiny-spectral", ["a", "b"]))
+
+
+def test_incremental_generation_equals_the_excited_forward():
+    model = tiny_spectral()
+    cfg, renderer = model.cfg, model.decoders["a"].renderer.eval()
+    for p in renderer.parameters():
+        p.data.mul_(2.0)
+    levels = torch.rand(3, 4, cfg.spectrum_bins)
+    excitation = torch.randn(3, 4 * cfg.pool, cfg.excitation_bands)
+    codes = torch.randint(0, 256, (3, 4 * cfg.pool))
+    packed = PackedDecoder(renderer, cfg.pool)
+    stream = Stream(packed)
+    stream.start(*packed.conditioning(levels))
+    previous = torch.full((3,), SILENCE)
+    with torch.no_grad():
+        full = renderer(shift_right(codes), levels, excitation)
+        for t in range(codes.shape[1]):
+            torch.testing.assert_close(stream.step(previous, excitation[:, t]), full[:, t], rtol=0, atol=1e-4)
+            previous = codes[:, t]
+    greedy = generate(packed, levels, 0.0, excitation=excitation, streams=2)
+    with torch.no_grad():
+        assert torch.equal(renderer(shift_right(greedy), levels, excitation).argmax(-1), greedy)
+    with pytest.raises(ValueError, match="excitation"):
+        generate(packed, levels, 0.0)
+
+
+def spectral_batch(model: UMT, batch: int = 4, frames: int = 20, render: int = 5) -> dict[str, torch.Tensor]:
+    """A [1, B, ...] batch of random audio for domain 'a', laid out as UMT.forward reads it."""
+    torch.manual_seed(1)
+    audio = torch.randn(batch, frames * HOP) * 0.2
+    amp, phase = model.spectrum(audio)
+    levels = spectral.level(amp[:, :frames])
+    from umt.audio import mu_law_encode
+
+    return {
+        "levels_in": levels[None], "levels": levels[None],
+        "codes": mu_law_encode(audio[:, : render * HOP])[None], "render_levels": levels[:, :render][None],
+        "amplitude": amp[:, : render + 1][None], "phase": phase[:, : render + 1][None],
+    }  # fmt: skip
+
+
+def test_conditioning_gain_is_zero_for_decoders_that_ignore_their_conditioning():
+    model = tiny_spectral()
+    batch = spectral_batch(model)
+    items = [{k: v[0, i] for k, v in batch.items()} for i in range(4)]
+    scores = validate(model, None, {"a": items}, 4, 4)
+    assert scores["gain/spectrum/a"] != 0 and scores["gain/ce/a"] != 0  # untrained, but listening
+    decoder = model.decoders["a"]
+    with torch.no_grad():
+        decoder.frames_in.weight.zero_()  # the frame network no longer sees the latent
+        decoder.renderer.condition.weight.zero_()  # nor the renderer its spectrum and excitation
+        decoder.renderer.excite.weight.zero_()
+    scores = validate(model, None, {"a": items}, 4, 4)
+    assert scores["gain/spectrum/a"] == 0 and scores["gain/ce/a"] == 0
+
+
+def test_the_spectrum_loss_falls_on_a_fixed_batch():
+    model = tiny_spectral()
+    batch = spectral_batch(model)
+    del batch["codes"]  # frame networks only
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = model(batch, ["a"]).losses["spectrum/a"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tmp_path):
+    from umt.checkpoint import load_model
+    from umt.train import train
+    from umt.translate import Translator
+
+    out = tmp_path / "run"
+    common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
+    run = train(two_domains, out, {**common, "steps": 3, "render_batch_size": 0})  # frame networks first
+    frames_only = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run = train(two_domains, out, {"steps": 6, "batch_size": 0, "render_batch_size": 2}, resume=True)  # then renderers
+    after = run.model.state_dict()
+    assert run.step == 6
+    assert torch.equal(after["encoder.input.weight"], frames_only["encoder.input.weight"])  # frozen by batch size 0
+    assert not torch.equal(after["decoders.low.renderer.embed.weight"], frames_only["decoders.low.renderer.embed.weight"])
+    model = load_model(out / "last.pt")
+    translator = Translator(model, torch.device("cpu"), chunk_seconds=0.25)
+    audio = np.sin(np.arange(SR) / SR * 2 * np.pi * 220).astype(np.float32) * 0.5
+    rendered = translator.decode([translator.encode(audio)], [audio.size], "high", ["x"])[0]
+    assert rendered.shape == audio.shape and np.isfinite(rendered).all()

@@ -1,0 +1,139 @@
+"""The semitone spectrum and the harmonic excitation: the frame-rate side of the spectral recipe.
+
+The semitone spectrum of a recording is the amplitude (and phase) of a constant-Q transform
+with one bin per equal-tempered semitone, MIDI `midi_low` upwards, at `hop` samples a frame
+(nnAudio's CQT, so it runs on a GPU too). Amplitudes are calibrated so that a sinusoid of
+amplitude a at a bin's frequency reads a in that bin.
+
+The excitation turns such a spectrum back into oscillation at the sample rate: a bank of
+sinusoids at the bin frequencies, each weighted by its bin's amplitude, crossfaded linearly
+from frame to frame. It is what the WaveNet renderer is handed, so that it only has to shape
+timbre and noise around pitches that already sound:
+  - in training, with the target's own phases (the renderer learns to follow them);
+  - at inference, with free-running phases (phase_k(n) = phase0_k + omega_k n).
+With the target's own spectral peaks (`peaks`) and free phases, the excitation of a test clip
+already has the clip's pitch content: chroma similarity 0.99 to the clip on the benchmark
+(docs/spectral-recipe.md). Bins are summed into octave bands, one input channel each, so the
+renderer can weigh the registers differently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_FLOOR = 1e-4  # amplitude floor of the log spectrum (-80 dB)
+
+
+def bin_frequencies(midi_low: int, bins: int) -> torch.Tensor:
+    """Hz of each semitone bin, float64."""
+    return 440.0 * 2.0 ** ((torch.arange(bins, dtype=torch.float64) + midi_low - 69) / 12)
+
+
+class SemitoneSpectrum(nn.Module):
+    """audio [B, T] -> amplitude and phase [B, T // hop + 1, bins], frame f centred on sample f * hop.
+
+    The last frame is centred on sample T when hop divides T: F frames of conditioning plus
+    the one the excitation crossfades into at the end."""
+
+    def __init__(self, sample_rate: int, hop: int, midi_low: int, bins: int):
+        super().__init__()
+        from nnAudio.features import CQT1992v2
+
+        self.hop, self.sample_rate = hop, sample_rate
+        freqs = bin_frequencies(midi_low, bins)
+        if freqs[-1] >= sample_rate / 2:
+            raise ValueError(f"{bins} semitone bins from MIDI {midi_low} reach past the Nyquist frequency")
+        self.cqt = CQT1992v2(
+            sr=sample_rate, hop_length=hop, fmin=float(freqs[0]), n_bins=bins, bins_per_octave=12,
+            output_format="Complex", pad_mode="constant", verbose=False,  # silence beyond the ends
+        )  # fmt: skip
+        # The transform's kernels follow from the settings: rebuilt, never stored in checkpoints.
+        for name, buffer in list(self.cqt.named_buffers(recurse=False)):
+            self.cqt.register_buffer(name, buffer, persistent=False)
+        # Response of each bin to a unit sinusoid at its own frequency (mid-signal, away from the edges).
+        n = torch.arange(4 * hop + 2 * self.cqt.kernel_width, dtype=torch.float64)
+        probe = torch.cos(2 * math.pi * freqs[:, None] * n / sample_rate).float()
+        with torch.no_grad():
+            response = self.cqt(probe)[..., probe.shape[1] // hop // 2, :].norm(dim=-1)  # [bins (signal), bins]
+        self.register_buffer("gain", response.diagonal().clone(), persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [k for k in state_dict if k.startswith(prefix + "cqt.")]:  # stored by early checkpoints
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.cqt(audio.float())  # [B, bins, frames, 2]
+        spectrum = torch.complex(x[..., 0], x[..., 1]).transpose(1, 2)
+        return spectrum.abs() / self.gain, spectrum.angle()
+
+
+def level(amplitude: torch.Tensor) -> torch.Tensor:
+    """Log amplitude scaled to 0 at LOG_FLOOR (-80 dB) and 1 at a full-scale sinusoid: what the
+    encoder reads, the frame networks predict (L1) and the renderers are conditioned on."""
+    return 1 + torch.log(amplitude.clamp_min(LOG_FLOOR)) / -math.log(LOG_FLOOR)
+
+
+def amplitude(levels: torch.Tensor) -> torch.Tensor:
+    """The inverse of `level` (levels at or below 0 give silence)."""
+    return torch.where(levels > 0, LOG_FLOOR ** (1 - levels), torch.zeros_like(levels))
+
+
+def peaks(amplitude: torch.Tensor) -> torch.Tensor:
+    """Keep only bins that are local maxima across frequency ([..., bins]).
+
+    A partial leaks into both neighbouring semitone bins at about half its amplitude; with
+    free-running phases those neighbours would sound as semitone clusters."""
+    left = F.pad(amplitude, (1, 0))[..., :-1]
+    right = F.pad(amplitude, (0, 1))[..., 1:]
+    return amplitude * ((amplitude >= left) & (amplitude >= right))
+
+
+def free_phases(frames: int, batch: int, freqs: torch.Tensor, hop: int, sample_rate: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """Phases [B, frames, bins] of sinusoids running freely at the bin frequencies from random
+    starting phases: the inference-time counterpart of a recording's own phases."""
+    start = torch.rand(batch, 1, freqs.numel(), generator=generator, dtype=torch.float64) * (2 * math.pi)
+    advance = 2 * math.pi * freqs * hop / sample_rate  # per frame, float64: exact over hours
+    turns = torch.arange(frames, dtype=torch.float64)[:, None] * advance
+    return torch.remainder(start + turns, 2 * math.pi).float()
+
+
+def excitation(amplitude: torch.Tensor, phase: torch.Tensor, freqs: torch.Tensor, hop: int, sample_rate: int,
+               band: int = 12) -> torch.Tensor:  # fmt: skip
+    """Sample-rate excitation [B, (F - 1) * hop, bins / band] from amplitude and phase [B, F, bins].
+
+    Between the centres of frames f and f + 1, each bin sounds as the crossfade of its
+    sinusoid anchored at frame f (amplitude and phase of f) and the one anchored at f + 1;
+    where the phases run freely the two coincide and only the amplitude moves. Channel j
+    sums bins j * band .. (j + 1) * band - 1 (octaves by default).
+    """
+    b, frames, bins = amplitude.shape
+    omega = (2 * math.pi * freqs / sample_rate).to(amplitude.device, torch.float32)
+    m = torch.arange(hop, device=amplitude.device, dtype=torch.float32)[:, None]  # sample within the frame
+    fade = m / hop
+    a0, a1 = amplitude[:, :-1, None], amplitude[:, 1:, None]  # [B, F-1, 1, bins]
+    p0, p1 = phase[:, :-1, None], phase[:, 1:, None]
+    wave = (1 - fade) * a0 * torch.cos(p0 + omega * m) + fade * a1 * torch.cos(p1 + omega * (m - hop))
+    return wave.view(b, frames - 1, hop, bins // band, band).sum(-1).flatten(1, 2)
+
+
+def shift_segment(levels: torch.Tensor, start: torch.Tensor, stop: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+    """The paper's pitch augmentation on a semitone spectrum: frames start..stop of row i of
+    levels [B, F, bins] moved by semitones[i] (a fraction of a bin: linear interpolation)."""
+    b, frames, bins = levels.shape
+    source = torch.arange(bins, device=levels.device, dtype=torch.float32) - semitones[:, None]  # [B, bins]
+    lo = source.floor().clamp(0, bins - 1)
+    frac = (source - lo).clamp(0, 1)[:, None]
+    hi = (lo + 1).clamp(max=bins - 1)
+    pick = lambda idx: torch.gather(levels, 2, idx.long()[:, None].expand(b, frames, bins))  # noqa: E731
+    shifted = (1 - frac) * pick(lo) + frac * pick(hi)
+    outside = (source < 0) | (source > bins - 1)  # shifted in from beyond the range: silence
+    shifted = shifted.masked_fill(outside[:, None], 0.0)
+    t = torch.arange(frames, device=levels.device)[None]
+    inside = ((t >= start[:, None]) & (t < stop[:, None]))[..., None]
+    return torch.where(inside, shifted, levels)
