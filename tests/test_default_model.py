@@ -35,3 +35,20 @@ def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
     folder.mkdir()
     assert main(["export", str(tmp_path / "run" / "last.pt"), str(folder)]) == 0
     assert load_checkpoint(folder / "last.pt")["step"] == 1
+
+
+def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: Path, tiny_checkpoint: Path, capsys):
+    """Frame networks and renderers trained in two processes, put together by export."""
+    from umt.train import train
+
+    common = dict(preset="tiny-spectral", steps=2, workers=0, val_every=100)
+    train(two_domains, tmp_path / "frames", dict(common, render_batch_size=0), "cpu")
+    train(two_domains, tmp_path / "render", dict(common, batch_size=0, seed=1), "cpu")
+    frames, render = (load_checkpoint(tmp_path / r / "last.pt")["model"] for r in ("frames", "render"))
+    argv = ["export", str(tmp_path / "frames" / "last.pt"), str(tmp_path / "m.pt"), "--renderers-from", str(tmp_path / "render" / "last.pt")]
+    assert main(argv) == 0
+    merged = load_checkpoint(tmp_path / "m.pt")["model"]
+    for key, value in merged.items():
+        assert torch.equal(value, (render if ".renderer." in key else frames)[key]), key
+    assert main(argv[:3] + ["--renderers-from", str(tiny_checkpoint)]) == 2
+    assert "both models must be spectral" in capsys.readouterr().err

@@ -40,14 +40,25 @@ def test_shapes():
     assert out.latent.shape == (6, 8, cfg.latent_channels)
 
 
-def test_checkpoints_from_before_the_encoder_stack_load():
+def test_checkpoints_from_before_layers_were_modules_load():
+    import re
+
     cfg = small_config()
     model = UMT(cfg)
-    old = {k.replace("encoder.stack.", "encoder."): v for k, v in model.state_dict().items()}
-    assert "encoder.convs.0.weight" in old
+    old_names = {  # the keys as they were
+        r"encoder\.stack\.layers\.(\d+)\.conv": r"encoder.convs.\1", r"encoder\.stack\.layers\.(\d+)\.mix": r"encoder.mixes.\1",
+        r"layers\.(\d+)\.conv": r"convs.\1", r"layers\.(\d+)\.res_skip": r"res_skip.\1",
+    }  # fmt: skip
+    old = {}
+    for key, value in model.state_dict().items():
+        for pattern, replacement in old_names.items():
+            key = re.sub(pattern, replacement, key)
+        old[key] = value
+    assert "encoder.convs.0.weight" in old and "decoders.a.res_skip.0.bias" in old and "decoders.a.convs.4.weight" in old
     fresh = UMT(cfg)
     fresh.load_state_dict(old)
-    assert torch.equal(fresh.encoder.stack.convs[0].weight, model.encoder.stack.convs[0].weight)
+    for a, b in zip(fresh.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_shift_right_starts_from_silence():

@@ -59,12 +59,32 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     return model.to(device).eval()
 
 
-def export_model(source: Path, target: Path) -> tuple[Path, dict[str, Any]]:
+def export_model(source: Path, target: Path, renderers_from: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
-    sharing or shipping; into target/<source name> when target is a folder. Returns what was written."""
+    sharing or shipping; into target/<source name> when target is a folder. Returns what was written.
+
+    renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
+    halves of the spectral recipe trained in separate processes, one per core)."""
     state = load_model_state(source)
     if target.is_dir():
         target = target / source.name
-    model_only = {"config": state["config"], "model": state["model"], "step": state.get("step"), "train": state.get("train")}
+    weights = dict(state["model"])
+    if renderers_from is not None:
+        weights.update(_renderer_weights(state, load_model_state(renderers_from), renderers_from))
+    model_only = {"config": state["config"], "model": weights, "step": state.get("step"), "train": state.get("train")}
+    if renderers_from is not None:
+        model_only["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
     save_checkpoint(target, model_only)
     return target, model_only
+
+
+def _renderer_weights(state: dict, other: dict, path: Path) -> dict[str, torch.Tensor]:
+    config, other_config = ModelConfig.from_dict(state["config"]), ModelConfig.from_dict(other["config"])
+    if not (config.spectral and other_config.spectral):
+        raise UserError(f"--renderers-from {path}: both models must be spectral (frame networks and renderers)")
+    renderer_fields = ("domains", "sample_rate", "pool", "spectrum_midi_low", "spectrum_bins", "decoder_blocks",
+                       "decoder_layers", "residual_channels", "skip_channels")  # fmt: skip
+    differ = [f for f in renderer_fields if getattr(config, f) != getattr(other_config, f)]
+    if differ:
+        raise UserError(f"--renderers-from {path}: its renderers differ in {', '.join(differ)}")
+    return {k: v for k, v in other["model"].items() if ".renderer." in k}

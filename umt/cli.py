@@ -375,12 +375,18 @@ def _add_export(commands) -> None:
     )  # fmt: skip
     p.add_argument("checkpoint", type=Path, metavar="CKPT")
     p.add_argument("out", type=Path, metavar="OUT")
+    p.add_argument(
+        "--renderers-from", type=Path, metavar="CKPT2",
+        help="spectral models: take the WaveNet renderers from CKPT2 (e.g. a run with --batch-size 0 trained beside "
+        "a frames-only run, one per core)",
+    )  # fmt: skip
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from umt.checkpoint import export_model
 
-    out, state = export_model(args.checkpoint, args.out)
-    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}")
+    out, state = export_model(args.checkpoint, args.out, args.renderers_from)
+    renderers = f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})" if args.renderers_from else ""
+    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}")
     return 0

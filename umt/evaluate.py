@@ -149,12 +149,13 @@ def evaluate(
     results: dict[str, dict] = {key: {} for key in METRICS}
     identity: dict[str, dict] = {key: {} for key in METRICS}
     examples = []
-    tracks: dict[int, np.ndarray] = {}  # pitch classes of each input and reference clip, computed once
+    tracks: dict[tuple[str, int], np.ndarray] = {}  # pitch classes of each input and reference clip, computed once
 
-    def track(audio: np.ndarray) -> np.ndarray:
-        if id(audio) not in tracks:
-            tracks[id(audio)] = pitch_classes(audio, rate)
-        return tracks[id(audio)]
+    def track(clip: Clip) -> np.ndarray:
+        key = (clip.entry.path, clip.start)
+        if key not in tracks:
+            tracks[key] = pitch_classes(clip.audio, rate)
+        return tracks[key]
 
     with tqdm(total=len(domains) ** 2, desc="evaluate", unit="pair", disable=None) as bar:
         for source in domains:
@@ -167,18 +168,18 @@ def evaluate(
                 references = [paired_clip(manifest, c, target, samples) if paired else None for c in inputs]
                 scored = [(c, r, g) for c, r, g in zip(inputs, rendered, references) if g is not None or not paired]
                 # chroma against the ground truth when there is one, else against the input
-                against = [(g.audio if g else c.audio) for c, _, g in scored]
+                against = [g or c for c, _, g in scored]
                 results["chroma_similarity"].setdefault(source, {})[target] = _mean(
-                    chroma_similarity(r, a, rate) for (_, r, _), a in zip(scored, against)
+                    chroma_similarity(r, a.audio, rate) for (_, r, _), a in zip(scored, against)
                 )
                 identity["chroma_similarity"].setdefault(source, {})[target] = _mean(
-                    chroma_similarity(c.audio, a, rate) for (c, _, _), a in zip(scored, against)
+                    chroma_similarity(c.audio, a.audio, rate) for (c, _, _), a in zip(scored, against)
                 )
                 results["pitch_class_agreement"].setdefault(source, {})[target] = _mean(
                     pitch_class_agreement(pitch_classes(r, rate), track(a)) for (_, r, _), a in zip(scored, against)
                 )
                 identity["pitch_class_agreement"].setdefault(source, {})[target] = _mean(
-                    pitch_class_agreement(track(c.audio), track(a)) for (c, _, _), a in zip(scored, against)
+                    pitch_class_agreement(track(c), track(a)) for (c, _, _), a in zip(scored, against)
                 )
                 if paired:
                     results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)

@@ -49,14 +49,15 @@ class PackedDecoder:
         # of the residual biases below layer i, so the residual update is a bare matmul. The
         # offset re-enters through each conv's conditioning (W_conv @ [c_i, c_i]), and "x = 0
         # before the start" becomes rings filled with -c_i.
-        res_bias = torch.stack([f32(rs.bias[:r]) for rs in decoder.res_skip])
+        convs, res_skips = [layer.conv for layer in decoder.layers], [layer.res_skip for layer in decoder.layers]
+        res_bias = torch.stack([f32(rs.bias[:r]) for rs in res_skips])
         self.offsets = torch.cat([torch.zeros(1, r, device=self.device), res_bias.cumsum(0)[:-1]])  # c_i
         # The gate tanh(a) * sigmoid(b) becomes sigmoid(b) - 2 sigmoid(-2a) sigmoid(b): one sigmoid
         # over all of h and one fused multiply-add, with the tanh half's weights scaled by -2.
         gate_scale = torch.cat([torch.full((r,), -2.0), torch.ones(r)]).to(self.device)
-        conv_w = [f32(c.weight) * gate_scale[:, None] for c in decoder.convs]  # [2R_out, 2R_in], taps (t - d, t)
+        conv_w = [f32(c.weight) * gate_scale[:, None] for c in convs]  # [2R_out, 2R_in], taps (t - d, t)
         self.gate_bias = torch.stack(
-            [f32(c.bias) * gate_scale + w @ torch.cat([c_i, c_i]) for c, w, c_i in zip(decoder.convs, conv_w, self.offsets)]
+            [f32(c.bias) * gate_scale + w @ torch.cat([c_i, c_i]) for c, w, c_i in zip(convs, conv_w, self.offsets)]
         )  # [L, 2R]
         self.gate_scale = gate_scale
         self.head_bias = f32(decoder.head_hidden.bias)
@@ -64,9 +65,9 @@ class PackedDecoder:
         as_rhs = lambda t: t.t().to(self.dtype).contiguous()  # noqa: E731  (x @ W layout)
         self.embed = decoder.embed.weight.detach().to(self.dtype).contiguous()
         self.w_conv = [as_rhs(w) for w in conv_w]
-        self.w_res = [as_rhs(f32(rs.weight[:r])) for rs in decoder.res_skip]
-        self.w_skip = torch.cat([as_rhs(f32(rs.weight[r:])) for rs in decoder.res_skip])  # [L * R, S]
-        self.b_skip = sum(f32(rs.bias[r:]) for rs in decoder.res_skip).to(self.dtype)
+        self.w_res = [as_rhs(f32(rs.weight[:r])) for rs in res_skips]
+        self.w_skip = torch.cat([as_rhs(f32(rs.weight[r:])) for rs in res_skips])  # [L * R, S]
+        self.b_skip = sum(f32(rs.bias[r:]) for rs in res_skips).to(self.dtype)
         self.w_hid = as_rhs(f32(decoder.head_hidden.weight))
         self.w_out = as_rhs(f32(decoder.head_out.weight))
         self.b_out = f32(decoder.head_out.bias).to(self.dtype)

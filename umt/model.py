@@ -170,19 +170,43 @@ def add_per_frame(x: torch.Tensor, per_frame: torch.Tensor) -> torch.Tensor:
     return (x.view(b, frames, t // frames, c) + per_frame.unsqueeze(2)).view(b, t, c)
 
 
+def rename_layers(state_dict: dict, prefix: str, renames: dict[str, str]) -> None:
+    """Checkpoints from before layers were modules: PREFIX<old>.<i>.<rest> -> PREFIX<new>.<i>.<rest>
+    (e.g. convs.3.weight -> layers.3.conv.weight), in place."""
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        parts = key[len(prefix) :].split(".")
+        if len(parts) >= 3 and parts[0] in renames and parts[1].isdigit():
+            state_dict[prefix + f"layers.{parts[1]}.{renames[parts[0]]}." + ".".join(parts[2:])] = state_dict.pop(key)
+
+
+class ResidualLayer(nn.Module):
+    """x + W_mix relu(conv3_d(relu(x))): one non-causal dilated layer (a module, so it can be hooked)."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.conv = nn.Linear(3 * channels, channels)  # taps (t - d, t, t + d)
+        self.mix = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(F.relu(self.conv(taps(F.relu(x), (self.dilation, 0, -self.dilation)))))
+
+
 class ResidualStack(nn.Module):
-    """Non-causal dilated residual stack over [B, T, C]: each layer x + W_mix relu(conv3_d(relu(x)))."""
+    """Non-causal dilated residual stack over [B, T, C]: dilations 1, 2, ..., 2**(layers-1) per block."""
 
     def __init__(self, channels: int, blocks: int, layers: int):
         super().__init__()
-        self.dilations = dilations(blocks, layers)
-        self.convs = nn.ModuleList(nn.Linear(3 * channels, channels) for _ in self.dilations)
-        self.mixes = nn.ModuleList(nn.Linear(channels, channels) for _ in self.dilations)
+        self.layers = nn.Sequential(*(ResidualLayer(channels, d) for d in dilations(blocks, layers)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for d, conv, mix in zip(self.dilations, self.convs, self.mixes):
-            x = x + mix(F.relu(conv(taps(F.relu(x), (d, 0, -d)))))
-        return x
+        return self.layers(x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_layers(state_dict, prefix, {"convs": "conv", "mixes": "mix"})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Encoder(nn.Module):
@@ -210,18 +234,35 @@ class Encoder(nn.Module):
         return self.to_latent(x).view(b, t // self.pool, self.pool, -1).mean(dim=2)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints from before the stack was its own module name its layers encoder.convs.*
+        # Checkpoints from before the stack was its own module: encoder.convs.* -> encoder.stack.convs.*
         for key in [k for k in state_dict if k.startswith((prefix + "convs.", prefix + "mixes."))]:
             state_dict[prefix + "stack." + key[len(prefix) :]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class WaveNetLayer(nn.Module):
+    """One gated residual layer: a causal kernel-2 dilated conv to 2R channels, plus the layer's
+    conditioning (computed per frame by the decoder), a tanh * sigmoid gate, then one fused linear
+    map to the residual (R) and skip (S) paths. A module, so its activations can be hooked."""
+
+    def __init__(self, r: int, s: int, dilation: int):
+        super().__init__()
+        self.r, self.dilation = r, dilation
+        self.conv = nn.Linear(2 * r, 2 * r)  # taps (t - d, t)
+        self.res_skip = nn.Linear(r, r + s)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the new residual stream and the layer's skip output."""
+        h = add_per_frame(self.conv(taps(x, (self.dilation, 0))), cond)
+        out = self.res_skip(torch.tanh(h[..., : self.r]) * torch.sigmoid(h[..., self.r :]))
+        return x + out[..., : self.r], out[..., self.r :]
+
+
 class Decoder(nn.Module):
     """Conditional WaveNet over mu-law codes; predicts code t from codes < t and the latent.
 
-    Each layer: a causal kernel-2 dilated conv to 2R channels, plus the layer's conditioning
-    (a linear map of the latent, computed per frame), a tanh * sigmoid gate, then one fused
-    linear map to the residual (R) and skip (S) paths. The head sums the skips:
+    Layers are WaveNetLayers; the conditioning of every layer's gate and of the head is one
+    linear map of each latent frame. The head sums the skips:
     ReLU -> linear + conditioning -> ReLU -> linear to 256 logits.
     """
 
@@ -233,9 +274,7 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(N_CLASSES, r)
         # A sample-rate input added to the embedding of the previous sample (the excitation at t).
         self.excite = nn.Linear(excitation_channels, r, bias=False) if excitation_channels else None
-        self.convs = nn.ModuleList(nn.Linear(2 * r, 2 * r) for _ in self.dilations)  # taps (t - d, t)
-        self.res_skip = nn.ModuleList(nn.Linear(r, r + s) for _ in self.dilations)
-        # Conditioning of every layer's gate and of the head, as one linear map of each latent frame.
+        self.layers = nn.ModuleList(WaveNetLayer(r, s, d) for d in self.dilations)
         self.condition = nn.Linear(condition_channels or cfg.latent_channels, 2 * r * len(self.dilations) + s)
         self.head_hidden = nn.Linear(s, s)
         self.head_out = nn.Linear(s, N_CLASSES)
@@ -252,22 +291,19 @@ class Decoder(nn.Module):
         cond = self.condition(latent)
         r, s = self.residual_channels, self.skip_channels
         skip = torch.zeros((), device=x.device, dtype=x.dtype)
-        for i in range(len(self.dilations)):
-            args = (i, x, cond[..., 2 * r * i : 2 * r * (i + 1)])
+        for i, layer in enumerate(self.layers):
+            layer_cond = cond[..., 2 * r * i : 2 * r * (i + 1)]
             if self.activation_checkpointing and torch.is_grad_enabled():
-                x, layer_skip = torch.utils.checkpoint.checkpoint(self.layer, *args, use_reentrant=False)
+                x, layer_skip = torch.utils.checkpoint.checkpoint(layer, x, layer_cond, use_reentrant=False)
             else:
-                x, layer_skip = self.layer(*args)
+                x, layer_skip = layer(x, layer_cond)
             skip = skip + layer_skip
         h = add_per_frame(self.head_hidden(F.relu(skip)), cond[..., -s:])
         return self.head_out(F.relu(h))
 
-    def layer(self, i: int, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual layer i: returns the new residual stream and the layer's skip output."""
-        r = self.residual_channels
-        h = add_per_frame(self.convs[i](taps(x, (self.dilations[i], 0))), cond)
-        out = self.res_skip[i](torch.tanh(h[..., :r]) * torch.sigmoid(h[..., r:]))
-        return x + out[..., :r], out[..., r:]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_layers(state_dict, prefix, {"convs": "conv", "res_skip": "res_skip"})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class DomainClassifier(nn.Module):

@@ -9,7 +9,8 @@ A recording of any length is
      the oscillation runs on unbroken across chunks;
   3. cut into chunks of frames that are decoded side by side as one batch (chunks of
      several files share a batch). Each chunk starts OVERLAP_FRAMES early: the first frame
-     warms the decoder up and is dropped, the second is crossfaded (equal power) with the end
+     warms the decoder up and is dropped, the second is crossfaded (linearly: both sides render
+     the same conditioning, so they are correlated and equal-power gains would bulge) with the end
      of the previous chunk, so chunks join without clicks or resets;
   4. trimmed back to the input's exact length.
 """
@@ -193,8 +194,8 @@ class Translator:
         p = self.pool
         fade_at = at + p
         join = slice(fade_at, fade_at + p)
-        ramp = (np.arange(p, dtype=np.float32) + 0.5) / p * (np.pi / 2)
-        out[join] = out[join] * np.cos(ramp) + chunk[p : 2 * p] * np.sin(ramp)
+        ramp = (np.arange(p, dtype=np.float32) + 0.5) / p
+        out[join] = out[join] * (1 - ramp) + chunk[p : 2 * p] * ramp
         out[fade_at + p : at + chunk.size] = chunk[2 * p :]
 
 
