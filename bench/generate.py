@@ -3,6 +3,7 @@
 
     python bench/generate.py --preset paper --batch 32 --seconds 1
     python bench/generate.py --preset small --batch 256 --seconds 1 --baseline
+    python bench/generate.py --preset spectral --batch 30 --seconds 1   # the renderer, with its excitation
 
 Counts every batch row: samples_per_s = batch * seconds * sample_rate / wall time, printed
 as the last line. Also prints the arithmetic rate against a measured matmul peak of this
@@ -19,7 +20,7 @@ import time
 import torch
 
 from umt.generate import PackedDecoder, Stream, default_streams, generate
-from umt.model import SILENCE, UMT, preset, shift_right
+from umt.model import PRESETS, SILENCE, UMT, preset, shift_right
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
@@ -37,33 +38,35 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) 
 
 
 @torch.no_grad()
-def naive_rate(decoder, latent: torch.Tensor, pool: int, receptive_field: int, steps: int) -> float:
+def naive_rate(decoder, latent: torch.Tensor, pool: int, receptive_field: int, steps: int, excited: bool) -> float:
     """Samples/s when every new sample re-runs the decoder over its whole receptive field."""
     b = latent.shape[0]
     history = torch.full((b, receptive_field), 128, dtype=torch.long, device=latent.device)
     frames = -(-receptive_field // pool)
     context = latent[:, :1].expand(b, frames, latent.shape[-1])
     padded = torch.nn.functional.pad(history, (frames * pool - receptive_field, 0), value=128)
+    excitation = torch.zeros(b, frames * pool, decoder.excite.in_features, device=latent.device) if excited else None
     start = time.perf_counter()
     for _ in range(steps):
-        logits = decoder(shift_right(padded), context)[:, -1]
+        logits = decoder(shift_right(padded), context, excitation)[:, -1]
         padded = torch.cat([padded[:, 1:], logits.argmax(-1, keepdim=True)], dim=1)
     return b * steps / (time.perf_counter() - start)
 
 
 @torch.no_grad()
-def bf16_agreement(decoder, latent: torch.Tensor, pool: int) -> str:
+def bf16_agreement(decoder, latent: torch.Tensor, pool: int, excitation: torch.Tensor | None) -> str:
     """Feed the same code sequence (sampled in fp32) to an fp32 and a bf16 stream and compare
     their output distributions step by step."""
     fp32, bf16 = PackedDecoder(decoder, pool, torch.float32), PackedDecoder(decoder, pool, torch.bfloat16)
-    codes = generate(fp32, latent, 1.0, streams=1)
+    codes = generate(fp32, latent, 1.0, streams=1, excitation=excitation)
     streams = [Stream(p) for p in (fp32, bf16)]
     for stream, packed in zip(streams, (fp32, bf16)):
         stream.start(*packed.conditioning(latent))
     previous = torch.full((latent.shape[0],), SILENCE, dtype=torch.long, device=latent.device)
     kl = agree = worst = 0.0
     for t in range(codes.shape[1]):
-        a, b = (s.step(previous).float() for s in streams)
+        now = None if excitation is None else excitation[:, t]
+        a, b = (s.step(previous, None if now is None else now.to(p.dtype)).float() for s, p in zip(streams, (fp32, bf16)))
         la, lb = a.log_softmax(-1), b.log_softmax(-1)
         kl += (la.exp() * (la - lb)).sum(-1).mean().item()
         agree += (a.argmax(-1) == b.argmax(-1)).float().mean().item()
@@ -75,7 +78,7 @@ def bf16_agreement(decoder, latent: torch.Tensor, pool: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny"])
+    parser.add_argument("--preset", default="paper", choices=list(PRESETS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=1.0, help="audio generated per batch row")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -90,16 +93,19 @@ def main() -> None:
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     torch.manual_seed(0)
     cfg = preset(args.preset, ["bench"])
-    decoder = UMT(cfg).decoders["bench"].to(device).eval()
+    decoder = UMT(cfg).decoders["bench"]
+    decoder = (decoder.renderer if cfg.spectral else decoder).to(device).eval()  # a spectral decoder's WaveNet
     frames = max(1, round(args.seconds * cfg.sample_rate / cfg.pool))
-    latent = torch.randn(args.batch, frames, cfg.latent_channels, device=device)
+    latent = torch.randn(args.batch, frames, cfg.spectrum_bins if cfg.spectral else cfg.latent_channels, device=device)
+    excitation = torch.randn(args.batch, frames * cfg.pool, cfg.excitation_bands, device=device) if cfg.spectral else None
     packed = PackedDecoder(decoder, cfg.pool, dtype)
     streams = args.streams or default_streams(device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
-    generate(packed, latent[:, :1], streams=streams)  # warm-up: allocation, first-touch of buffers
+    first = None if excitation is None else excitation[:, : cfg.pool]
+    generate(packed, latent[:, :1], streams=streams, excitation=first)  # warm-up: allocation, first-touch of buffers
     start = time.perf_counter()
-    generate(packed, latent, 1.0, streams=streams)
+    generate(packed, latent, 1.0, streams=streams, excitation=excitation)
     if device.type == "cuda":
         torch.cuda.synchronize()
     rate = args.batch * frames * cfg.pool / (time.perf_counter() - start)
@@ -115,13 +121,13 @@ def main() -> None:
         f"{100 * achieved / peak:.0f}% of the measured {args.precision} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
     )
     if args.baseline:
-        naive = naive_rate(decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps)
+        naive = naive_rate(decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps, cfg.spectral)
         print(
             f"naive (batch 1, a full forward over the {cfg.decoder_receptive_field}-sample receptive field "
             f"per sample): {naive:,.2f} samples/s; incremental is {rate / naive:,.0f}x faster"
         )
     if args.check_bf16:
-        print(bf16_agreement(decoder, latent[:4, :2], cfg.pool))
+        print(bf16_agreement(decoder, latent[:4, :2], cfg.pool, None if excitation is None else excitation[:4, : 2 * cfg.pool]))
     print(f"samples_per_s={rate:.0f}")
 
 

@@ -361,9 +361,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures)
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
-    if metrics["target_accuracy"] is not None:
-        off = [metrics["target_accuracy"][s][t] for s in metrics["domains"] for t in metrics["domains"] if s != t]
-        print(f"mean target accuracy off the diagonal: {sum(off) / max(1, len(off)):.3f}")
+    for key in ("target_accuracy", "chroma_similarity", "pitch_class_agreement"):
+        if metrics[key] is not None:
+            d = metrics["domains"]
+            off = [metrics[key][s][t] for s in d for t in d if s != t and metrics[key][s][t] is not None]
+            if off:
+                print(f"mean {key.replace('_', ' ')} off the diagonal: {sum(off) / len(off):.3f}")
     return 0
 
 
