@@ -53,31 +53,26 @@ def two_domains(tmp_path_factory) -> Path:
     return root / "prep"
 
 
-@pytest.fixture(scope="session")
-def tiny_spectral_checkpoint(tmp_path_factory) -> Path:
-    """An untrained tiny spectral model with domains 'high' and 'low'."""
+def _untrained(tmp_path_factory, preset_name: str) -> Path:
+    """A checkpoint of an untrained model of the preset with domains 'high' and 'low' (random
+    weights suffice for plumbing)."""
     import torch
 
     from umt.checkpoint import save_checkpoint
     from umt.model import UMT, preset
 
     torch.manual_seed(0)
-    cfg = preset("tiny-spectral", ["high", "low"])
-    path = tmp_path_factory.mktemp("model") / "tiny-spectral.pt"
+    cfg = preset(preset_name, ["high", "low"])
+    path = tmp_path_factory.mktemp("model") / f"{preset_name}.pt"
     save_checkpoint(path, {"config": cfg.to_dict(), "model": UMT(cfg).state_dict()})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_spectral_checkpoint(tmp_path_factory) -> Path:
+    return _untrained(tmp_path_factory, "tiny-spectral")
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """An untrained tiny model with domains 'high' and 'low' (random weights suffice for plumbing)."""
-    import torch
-
-    from umt.checkpoint import save_checkpoint
-    from umt.model import UMT, preset
-
-    torch.manual_seed(0)
-    cfg = preset("tiny", ["high", "low"])
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, {"config": cfg.to_dict(), "model": UMT(cfg).state_dict()})
-    return path
+    return _untrained(tmp_path_factory, "tiny")

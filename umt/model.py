@@ -184,11 +184,11 @@ def rename_layers(state_dict: dict, prefix: str, renames: dict[str, str]) -> Non
 class ResidualLayer(nn.Module):
     """x + W_mix relu(conv3_d(relu(x))): one non-causal dilated layer (a module, so it can be hooked)."""
 
-    def __init__(self, channels: int, dilation: int):
+    def __init__(self, conv: nn.Linear, mix: nn.Linear, dilation: int):
         super().__init__()
         self.dilation = dilation
-        self.conv = nn.Linear(3 * channels, channels)  # taps (t - d, t, t + d)
-        self.mix = nn.Linear(channels, channels)
+        self.conv = conv  # 3C -> C over taps (t - d, t, t + d)
+        self.mix = mix  # C -> C
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mix(F.relu(self.conv(taps(F.relu(x), (self.dilation, 0, -self.dilation)))))
@@ -199,7 +199,11 @@ class ResidualStack(nn.Module):
 
     def __init__(self, channels: int, blocks: int, layers: int):
         super().__init__()
-        self.layers = nn.Sequential(*(ResidualLayer(channels, d) for d in dilations(blocks, layers)))
+        ds = dilations(blocks, layers)
+        # every conv, then every mix: the order in which the seeded initialisation has always drawn them
+        convs = [nn.Linear(3 * channels, channels) for _ in ds]
+        mixes = [nn.Linear(channels, channels) for _ in ds]
+        self.layers = nn.Sequential(*(ResidualLayer(c, m, d) for c, m, d in zip(convs, mixes, ds)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -245,11 +249,11 @@ class WaveNetLayer(nn.Module):
     conditioning (computed per frame by the decoder), a tanh * sigmoid gate, then one fused linear
     map to the residual (R) and skip (S) paths. A module, so its activations can be hooked."""
 
-    def __init__(self, r: int, s: int, dilation: int):
+    def __init__(self, conv: nn.Linear, res_skip: nn.Linear, dilation: int):
         super().__init__()
-        self.r, self.dilation = r, dilation
-        self.conv = nn.Linear(2 * r, 2 * r)  # taps (t - d, t)
-        self.res_skip = nn.Linear(r, r + s)
+        self.r, self.dilation = res_skip.in_features, dilation
+        self.conv = conv  # 2R -> 2R over taps (t - d, t)
+        self.res_skip = res_skip  # R -> R + S
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the new residual stream and the layer's skip output."""
@@ -274,7 +278,10 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(N_CLASSES, r)
         # A sample-rate input added to the embedding of the previous sample (the excitation at t).
         self.excite = nn.Linear(excitation_channels, r, bias=False) if excitation_channels else None
-        self.layers = nn.ModuleList(WaveNetLayer(r, s, d) for d in self.dilations)
+        # every conv, then every res_skip: the order in which the seeded initialisation has always drawn them
+        convs = [nn.Linear(2 * r, 2 * r) for _ in self.dilations]
+        res_skips = [nn.Linear(r, r + s) for _ in self.dilations]
+        self.layers = nn.ModuleList(WaveNetLayer(c, rs, d) for c, rs, d in zip(convs, res_skips, self.dilations))
         self.condition = nn.Linear(condition_channels or cfg.latent_channels, 2 * r * len(self.dilations) + s)
         self.head_hidden = nn.Linear(s, s)
         self.head_out = nn.Linear(s, N_CLASSES)

@@ -303,27 +303,31 @@ def validate(
     clip's own; near 0 means the decoder has stopped listening), and the classifier's accuracy."""
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {}
+    totals: dict[str, list[float]] = {}  # key -> [sum of batch means x batch size, crops]
+
+    def add(key: str, value: float, crops: int) -> None:
+        total = totals.setdefault(key, [0.0, 0])
+        total[0] += value * crops
+        total[1] += crops
+
     correct = total = 0
     for domain, dataset in val_sets.items():
-        batches = 0
         for first in range(0, items, batch_size):
             batch = _collate([dataset[i] for i in range(first, min(first + batch_size, items))], device)
+            crops = next(iter(batch.values())).shape[1]
             with autocast(dtype, device):
                 out = model(batch, [domain])
-                shuffled = model(_roll_conditioning(batch), [domain]) if len(next(iter(batch.values()))[0]) > 1 else None
+                shuffled = model(_roll_conditioning(batch), [domain]) if crops > 1 else None
             for key, value in out.losses.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
+                add(key, value.item(), crops)
                 if shuffled is not None:
-                    sums[f"gain/{key}"] = sums.get(f"gain/{key}", 0.0) + shuffled.losses[key].item() - value.item()
-            batches += 1
+                    add(f"gain/{key}", shuffled.losses[key].item() - value.item(), crops)
             if classifier is not None and out.latent is not None:
                 with autocast(dtype, device):
                     guess = classifier(out.latent).argmax(-1)
                 correct += int((guess == model.cfg.domains.index(domain)).sum())
                 total += guess.numel()
-        for key in [k for k in sums if k.endswith(f"/{domain}")]:
-            sums[key] /= batches
+    sums = {key: value / crops for key, (value, crops) in totals.items()}
     results = dict(sums)
     for key in [k for k in sums if k.startswith("ce/")]:
         results["bits/" + key[3:]] = sums[key] / math.log(2)
