@@ -166,3 +166,19 @@ def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tm
     audio = np.sin(np.arange(SR) / SR * 2 * np.pi * 220).astype(np.float32) * 0.5
     rendered = translator.decode([translator.encode(audio)], [audio.size], "high", ["x"])[0]
     assert rendered.shape == audio.shape and np.isfinite(rendered).all()
+
+
+def test_training_and_inference_excitations_have_the_level_of_the_audio(spectrum):
+    """The renderer trains on the peaks with the target's phases and renders the peaks with free
+    phases: both must be as loud as the audio (all bins would sum leaking neighbours in phase)."""
+    freqs = spectral.bin_frequencies(36, 72)
+    n = torch.arange(SR, dtype=torch.float64)
+    audio = sum(0.3 / h * torch.cos(2 * math.pi * 220 * h * n / SR) for h in (1, 2, 3, 4)).float()  # A3, 4 harmonics
+    amp, phase = spectrum(audio[None])
+    free = spectral.free_phases(amp.shape[1], 1, freqs, HOP, SR, torch.Generator().manual_seed(0))
+    rms = lambda x: x[..., 2 * HOP : -2 * HOP].pow(2).mean().sqrt().item()  # noqa: E731  (away from the edges)
+    trained = spectral.excitation(spectral.peaks(amp), phase, freqs, HOP, SR).sum(-1)
+    rendered = spectral.excitation(spectral.peaks(amp), free, freqs, HOP, SR).sum(-1)
+    assert rms(trained) == pytest.approx(rms(audio[None, : trained.shape[1]]), rel=0.05)
+    assert rms(rendered) == pytest.approx(rms(trained), rel=0.05)
+    assert rms(spectral.excitation(amp, phase, freqs, HOP, SR).sum(-1)) > 1.3 * rms(trained)  # what training used to see

@@ -439,7 +439,8 @@ class UMT(nn.Module):
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
         if "codes" in batch:
             for d, name in enumerate(domains):
-                excitation = self.excitation(batch["amplitude"][d], batch["phase"][d])
+                # the peaks, as at inference (all bins with their own phases would sum to twice the level)
+                excitation = self.excitation(spectral.peaks(batch["amplitude"][d]), batch["phase"][d])
                 logits = self.render_logits(name, batch["codes"][d], batch["render_levels"][d], excitation)
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["codes"][d].flatten())
         return ModelOutput(losses, latent)
