@@ -378,8 +378,9 @@ class ModelOutput:
 class UMT(nn.Module):
     """Encoder + one decoder per domain. The classifier is kept apart: it has its own optimiser.
 
-    `encode` is the one seam between encoder and decoders: whatever the decoders and the
-    classifier see (a later residual quantiser included) comes out of it.
+    `latent` is the one seam between encoder and decoders: whatever the decoders and the
+    classifier see (a later residual quantiser included) comes out of it, in training (from
+    augmented encoder inputs) and in translation (`encode`, from audio).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -400,17 +401,17 @@ class UMT(nn.Module):
             return spectral.level(self.spectrum(audio)[0])
         return audio
 
+    def latent(self, encoder_input: torch.Tensor) -> torch.Tensor:
+        """Encoder input (see encoder_input) -> latent [B, frames, C]."""
+        return self.encoder(encoder_input)
+
     def encode(self, codes: torch.Tensor) -> torch.Tensor:
         """Mu-law codes [B, T] -> latent [B, frames, C] (T / pool frames; T / pool + 1 over the spectrum)."""
-        return self.encoder(self.encoder_input(mu_law_decode(codes)))
+        return self.latent(self.encoder_input(mu_law_decode(codes)))
 
     def excitation(self, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Excitation [B, (F - 1) * pool, bands] of amplitude and phase [B, F, bins]."""
         return spectral.excitation(amplitude, phase, self.freqs, self.cfg.pool, self.cfg.sample_rate)
-
-    def render_logits(self, domain: str, codes: torch.Tensor, levels: torch.Tensor, excitation: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, T, 256] of a spectral domain's renderer for target codes [B, T]."""
-        return self.decoders[domain].renderer(shift_right(codes), levels, excitation)
 
     def forward(self, batch: dict[str, torch.Tensor], domains: list[str]) -> ModelOutput:
         """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
@@ -433,7 +434,7 @@ class UMT(nn.Module):
             return ModelOutput(losses, latent)
         if "levels" in batch:
             n_domains, batch_size = batch["levels"].shape[:2]
-            latent = self.encoder(batch["levels_in"].flatten(0, 1))
+            latent = self.latent(batch["levels_in"].flatten(0, 1))
             for d, name in enumerate(domains):
                 predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
@@ -441,7 +442,8 @@ class UMT(nn.Module):
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
                 excitation = self.excitation(spectral.peaks(batch["amplitude"][d]), batch["phase"][d])
-                logits = self.render_logits(name, batch["codes"][d], batch["render_levels"][d], excitation)
+                renderer = self.decoders[name].renderer
+                logits = renderer(shift_right(batch["codes"][d]), batch["render_levels"][d], excitation)
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["codes"][d].flatten())
         return ModelOutput(losses, latent)
 
