@@ -182,3 +182,16 @@ def test_training_and_inference_excitations_have_the_level_of_the_audio(spectrum
     assert rms(trained) == pytest.approx(rms(audio[None, : trained.shape[1]]), rel=0.05)
     assert rms(rendered) == pytest.approx(rms(trained), rel=0.05)
     assert rms(spectral.excitation(amp, phase, freqs, HOP, SR).sum(-1)) > 1.3 * rms(trained)  # what training used to see
+
+
+def test_a_residual_renderer_models_the_audio_minus_its_excitation():
+    from umt.audio import mu_law_decode, mu_law_encode
+
+    model = tiny_spectral()
+    assert model.cfg.render_residual
+    n = torch.arange(1600)
+    codes = mu_law_encode(0.3 * torch.sin(n / 10.0))[None]
+    excitation = 0.1 * torch.randn(1, 1600, model.cfg.excitation_bands)
+    targets = model.render_targets(codes, excitation)
+    torch.testing.assert_close(mu_law_decode(targets), mu_law_decode(codes) - excitation.sum(-1), atol=0.02, rtol=0)
+    torch.testing.assert_close(model.waveform(targets, excitation), mu_law_decode(codes), atol=0.02, rtol=0)

@@ -68,12 +68,14 @@ def export_model(source: Path, target: Path, renderers_from: Path | None = None)
     state = load_model_state(source)
     if target.is_dir():
         target = target / source.name
-    weights = dict(state["model"])
+    weights, config = dict(state["model"]), dict(state["config"])
     if renderers_from is not None:
-        weights.update(_renderer_weights(state, load_model_state(renderers_from), renderers_from))
-    model_only = {"config": state["config"], "model": weights, "step": state.get("step"), "train": state.get("train")}
+        other = load_model_state(renderers_from)
+        weights.update(_renderer_weights(state, other, renderers_from))
+        config["render_residual"] = other["config"].get("render_residual", False)  # how its renderers were trained
+    model_only = {"config": config, "model": weights, "step": state.get("step"), "train": state.get("train")}
     if renderers_from is not None:
-        model_only["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
+        model_only["renderers_from"] = {"path": str(renderers_from), "step": other.get("step")}
     save_checkpoint(target, model_only)
     return target, model_only
 

@@ -230,7 +230,10 @@ def _add_translate(commands) -> None:
         "--batch-size", type=int,
         help="chunks decoded in parallel (default: as many as 2 GiB of decoder state allows, at most 512)",
     )  # fmt: skip
-    p.add_argument("--chunk-seconds", type=float, default=1.0, help="length of a decoded chunk (default: %(default)s)")
+    p.add_argument(
+        "--chunk-seconds", type=float, default=0.5,
+        help="seconds of audio a chunk holds; chunks are decoded in parallel (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
@@ -240,7 +243,7 @@ def _add_translate(commands) -> None:
     _device_flag(p)
     p.add_argument(
         "--precision", choices=["fp32", "bf16"], default="fp32",
-        help="arithmetic of generation (default: %(default)s; bf16 was slower on the AMX CPUs measured, see README)",
+        help="arithmetic of generation (default: %(default)s; bf16 was 3-4x slower on the CPUs measured, see the README's Generation speed)",
     )  # fmt: skip
     p.set_defaults(run=_run_translate)
 

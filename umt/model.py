@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from umt import spectral
-from umt.audio import MU, mu_law_decode
+from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.errors import UserError
 
 N_CLASSES = MU + 1  # 256-way softmax over mu-law codes
@@ -51,6 +51,9 @@ class ModelConfig:
     frame_blocks: int = 2
     frame_layers: int = 6
     frame_channels: int = 128
+    # The renderer's WaveNet models the audio minus the excitation (its output is the excitation
+    # plus what it samples) instead of the audio itself.
+    render_residual: bool = False
     domains: list[str] = field(default_factory=list)
 
     @classmethod
@@ -110,7 +113,7 @@ PRESETS: dict[str, ModelConfig] = {
         encoder_input="spectrum", decoder_type="spectral", pool=160,
         encoder_blocks=2, encoder_layers=7, encoder_channels=128, latent_channels=64,
         frame_blocks=2, frame_layers=6, frame_channels=128,
-        decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32,
+        decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32, render_residual=True,
     ),
     # For tests: a few thousand parameters, 100-sample latent frames.
     "tiny": ModelConfig(
@@ -122,7 +125,7 @@ PRESETS: dict[str, ModelConfig] = {
         encoder_input="spectrum", decoder_type="spectral", pool=160, spectrum_midi_low=36, spectrum_bins=72,
         encoder_blocks=1, encoder_layers=3, encoder_channels=16, latent_channels=8,
         frame_blocks=1, frame_layers=3, frame_channels=16,
-        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16,
+        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16, render_residual=True,
         classifier_layers=3, classifier_channels=16,
     ),
 }  # fmt: skip
@@ -413,6 +416,20 @@ class UMT(nn.Module):
         """Excitation [B, (F - 1) * pool, bands] of amplitude and phase [B, F, bins]."""
         return spectral.excitation(amplitude, phase, self.freqs, self.cfg.pool, self.cfg.sample_rate)
 
+    def render_targets(self, codes: torch.Tensor, excitation: torch.Tensor) -> torch.Tensor:
+        """What a renderer's WaveNet models, as mu-law codes [B, T]: the audio, or with
+        render_residual the audio minus the excitation (codes [B, T] of the audio)."""
+        if not self.cfg.render_residual:
+            return codes
+        return mu_law_encode(mu_law_decode(codes) - excitation.float().sum(-1))
+
+    def waveform(self, codes: torch.Tensor, excitation: torch.Tensor | None) -> torch.Tensor:
+        """Audio [B, T] of the codes [B, T] a WaveNet generated (the inverse of render_targets)."""
+        audio = mu_law_decode(codes)
+        if self.cfg.render_residual:
+            audio = (audio + excitation.to(audio.device).sum(-1)).clamp(-1.0, 1.0)
+        return audio
+
     def forward(self, batch: dict[str, torch.Tensor], domains: list[str]) -> ModelOutput:
         """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
 
@@ -421,7 +438,8 @@ class UMT(nn.Module):
           spectral decoders: levels_in, levels [D, B, F, bins] (augmented input, clean target;
             absent when the frame networks do not train), and for the renderers (absent when
             they do not train) codes [D, B, T], render_levels [D, B, T / pool, bins],
-            amplitude and phase [D, B, T / pool + 1, bins] of the clean target.
+            amplitude and phase [D, B, T / pool + 1, bins] of the clean target, and optionally
+            given_amplitude and given_phase: another excitation to condition on (validation).
         """
         losses: dict[str, torch.Tensor] = {}
         latent = None
@@ -442,9 +460,12 @@ class UMT(nn.Module):
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
                 excitation = self.excitation(spectral.peaks(batch["amplitude"][d]), batch["phase"][d])
+                targets = self.render_targets(batch["codes"][d], excitation)
+                if "given_amplitude" in batch:  # conditioned on another excitation than the target's own
+                    excitation = self.excitation(spectral.peaks(batch["given_amplitude"][d]), batch["given_phase"][d])
                 renderer = self.decoders[name].renderer
-                logits = renderer(shift_right(batch["codes"][d]), batch["render_levels"][d], excitation)
-                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["codes"][d].flatten())
+                logits = renderer(shift_right(targets), batch["render_levels"][d], excitation)
+                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         return ModelOutput(losses, latent)
 
 

@@ -289,7 +289,7 @@ def train_step(
 # ---------------------------------------------------------------- validation and audio
 
 
-CONDITIONING = ("inputs", "levels_in", "render_levels", "amplitude", "phase")  # batch keys a decoder is conditioned on
+CONDITIONING = ("inputs", "levels_in", "render_levels")  # batch keys a decoder is conditioned on (besides its excitation)
 
 
 @torch.no_grad()
@@ -351,8 +351,11 @@ def _collate(items: list, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _roll_conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same targets, each conditioned on the next clip's conditioning."""
-    return {k: torch.roll(v, 1, dims=1) if k in CONDITIONING else v for k, v in batch.items()}
+    """The same targets, each conditioned on the next clip's conditioning (and excitation)."""
+    rolled = {k: torch.roll(v, 1, dims=1) if k in CONDITIONING else v for k, v in batch.items()}
+    if "amplitude" in batch:
+        rolled["given_amplitude"], rolled["given_phase"] = (torch.roll(batch[k], 1, dims=1) for k in ("amplitude", "phase"))
+    return rolled
 
 
 @torch.no_grad()

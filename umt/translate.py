@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_decode, mu_law_encode
+from umt.audio import mu_law_encode
 from umt.errors import UserError
 from umt.generate import PackedDecoder, generate
 from umt.model import UMT
@@ -71,7 +71,7 @@ class Translator:
         model: UMT,
         device: torch.device,
         batch_size: int | None = None,
-        chunk_seconds: float = 1.0,
+        chunk_seconds: float = 0.5,
         temperature: float = 1.0,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
@@ -172,7 +172,7 @@ class Translator:
                 excitation = torch.stack([padded[ch.item][1][w.start * p : w.stop * p] for ch, w in zip(batch, window)])
             seeds = [_chunk_seed(self.seed, domain, keys[ch.item], ch.index) for ch in batch]
             codes = generate(self.packed[domain], cond, self.temperature, seeds, self.streams, progress, excitation)
-            audio = mu_law_decode(codes).cpu().numpy()
+            audio = self.model.waveform(codes, excitation).cpu().numpy()
             for ch, row in zip(batch, audio):
                 self._stitch(outputs[ch.item], row, ch.first_frame * p)
         return [out[k * p : k * p + n] for out, n in zip(outputs, lengths)]
