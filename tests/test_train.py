@@ -35,9 +35,9 @@ def test_overfits_a_tiny_dataset(two_domains: Path, tmp_path: Path):
     assert ce < 0.5 * math.log(256), f"teacher-forced CE {ce:.2f} nats did not fall well below ln 256"
 
 
-def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps: int = 200) -> float:
+def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps: int = 200, confusion: str = "maximize") -> float:
     cfg = preset("tiny", manifest.domains)
-    tcfg = TrainConfig(preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight)
+    tcfg = TrainConfig(preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight, confusion=confusion)
     run = build_run(cfg, tcfg, cfg.domains, CPU, None)
     data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
     accuracies = []
@@ -48,10 +48,11 @@ def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps:
     return float(np.mean(accuracies[-50:]))
 
 
-def test_domain_confusion_pushes_the_classifier_towards_chance(two_domains: Path):
+@pytest.mark.parametrize("confusion", ["maximize", "uniform"])
+def test_domain_confusion_pushes_the_classifier_towards_chance(two_domains: Path, confusion: str):
     manifest = Manifest.read(two_domains)
     without = mean_classifier_accuracy(manifest, 0.0)
-    adversarial = mean_classifier_accuracy(manifest, 1.0)
+    adversarial = mean_classifier_accuracy(manifest, 1.0, confusion=confusion)
     assert without > 0.9  # the latent tells the two domains apart
     assert abs(adversarial - 0.5) < abs(without - 0.5) - 0.3
 

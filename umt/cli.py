@@ -181,6 +181,10 @@ def _add_train(commands) -> None:
         "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
         "clip": dict(type=float, help="gradient-norm clipping"),
         "confusion_weight": dict(type=float, help="lambda: weight of the domain-confusion term"),
+        "confusion": dict(
+            choices=["maximize", "uniform"],
+            help="maximize the classifier's CE (the paper; unbounded) or push its belief to uniform (bounded; spectral presets)",
+        ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),
         "precision": dict(choices=["auto", "fp32", "bf16", "fp16"]),
@@ -195,7 +199,7 @@ def _add_train(commands) -> None:
     }
     for name, kwargs in flags.items():
         default = getattr(defaults, name)
-        if name in ("batch_size", "crop", "render_batch_size", "render_crop"):
+        if name in ("batch_size", "crop", "render_batch_size", "render_crop", "confusion"):
             default = ", ".join(f"{p} {sizes[name]}" for p, sizes in PRESET_BATCH.items() if name in sizes)
         kwargs["help"] = f"{kwargs.get('help', '')} (default: {default})".strip()
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **kwargs)

@@ -8,13 +8,13 @@ amplitude a at a bin's frequency reads a in that bin.
 The excitation turns such a spectrum back into oscillation at the sample rate: a bank of
 sinusoids at the bin frequencies, each weighted by its bin's amplitude, crossfaded linearly
 from frame to frame. It is what the WaveNet renderer is handed, so that it only has to shape
-timbre and noise around pitches that already sound:
+timbre and noise around pitches that already sound. Only the spectral peaks sound (`peaks`):
   - in training, with the target's own phases (the renderer learns to follow them);
   - at inference, with free-running phases (phase_k(n) = phase0_k + omega_k n).
-With the target's own spectral peaks (`peaks`) and free phases, the excitation of a test clip
-already has the clip's pitch content: chroma similarity 0.99 to the clip on the benchmark
-(docs/spectral-recipe.md). Bins are summed into octave bands, one input channel each, so the
-renderer can weigh the registers differently.
+With a test clip's own peaks and free phases, the excitation already has the clip's pitch
+content: chroma similarity 0.99 to the clip on the benchmark (docs/spectral-recipe.md). Bins
+are summed into octave bands, one input channel each, so the renderer can weigh the registers
+differently.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from umt.errors import UserError
 
 LOG_FLOOR = 1e-4  # amplitude floor of the log spectrum (-80 dB)
 
@@ -46,7 +48,10 @@ class SemitoneSpectrum(nn.Module):
         self.hop, self.sample_rate = hop, sample_rate
         freqs = bin_frequencies(midi_low, bins)
         if freqs[-1] >= sample_rate / 2:
-            raise ValueError(f"{bins} semitone bins from MIDI {midi_low} reach past the Nyquist frequency")
+            raise UserError(
+                f"{bins} semitone bins from MIDI {midi_low} reach {freqs[-1]:.0f} Hz, past the Nyquist frequency of "
+                f"{sample_rate} Hz audio: use fewer bins (spectrum_bins) or a higher --sample-rate"
+            )
         self.cqt = CQT1992v2(
             sr=sample_rate, hop_length=hop, fmin=float(freqs[0]), n_bins=bins, bins_per_octave=12,
             output_format="Complex", pad_mode="constant", verbose=False,  # silence beyond the ends

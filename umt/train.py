@@ -60,6 +60,10 @@ class TrainConfig:
     lr_decay: float = 0.98  # factor per 1000 steps
     clip: float = 1.0  # gradient-norm clipping
     confusion_weight: float = 0.01  # lambda of the domain-confusion term
+    # maximize: the paper's -lambda * CE of the classifier (unbounded: an encoder can drive it to
+    # -infinity, and a spectral run did, diverging after 5,500 steps); uniform: lambda * CE of
+    # the classifier against the uniform distribution (bounded below by log(domains))
+    confusion: str = "maximize"
     seed: int = 0
     workers: int = 2  # DataLoader processes (pitch augmentation runs there)
     precision: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), fp32, bf16, fp16
@@ -79,9 +83,9 @@ class TrainConfig:
 PRESET_BATCH = {
     "paper": {"batch_size": 4, "crop": 12000},  # as the paper
     "small": {"batch_size": 8, "crop": 8000},  # 0.5 s, about eight decoder receptive fields
-    "spectral": {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400},
+    "spectral": {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400, "confusion": "uniform"},
     "tiny": {"batch_size": 2, "crop": 4000},
-    "tiny-spectral": {"batch_size": 2, "crop": 3200, "render_batch_size": 2, "render_crop": 800},
+    "tiny-spectral": {"batch_size": 2, "crop": 3200, "render_batch_size": 2, "render_crop": 800, "confusion": "uniform"},
 }
 
 
@@ -270,7 +274,10 @@ def train_step(
             frozen = {k: v.detach() for k, v in run.classifier.named_parameters()}
             with autocast(dtype, device):
                 adversary = torch.func.functional_call(run.classifier, frozen, (out.latent,)).float()
-            loss = loss - tcfg.confusion_weight * F.cross_entropy(adversary, labels)
+            if tcfg.confusion == "uniform":
+                loss = loss - tcfg.confusion_weight * adversary.log_softmax(-1).mean()
+            else:
+                loss = loss - tcfg.confusion_weight * F.cross_entropy(adversary, labels)
 
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -394,6 +401,8 @@ def train(
     if missing:
         raise UserError(f"{prep}: has no domain {', '.join(missing)} (it has {', '.join(manifest.domains)})")
     check_crop(cfg, tcfg.crop)
+    if tcfg.confusion not in ("maximize", "uniform"):
+        raise UserError(f"--confusion {tcfg.confusion}: choose maximize or uniform")
     if cfg.spectral:
         check_crop(cfg, tcfg.render_crop)
         if tcfg.batch_size <= 0 and tcfg.render_batch_size <= 0:
