@@ -48,6 +48,14 @@ def _device_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _temperature_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temperature", type=float,
+        help="sampling temperature; 0 = greedy (default: 0 for spectral models, whose WaveNets model the audio "
+        "minus their excitation, chosen with umt evaluate; 1 for the paper's decoders)",
+    )  # fmt: skip
+
+
 def _renderer_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--renderer", choices=["wavenet", "sines"], default="wavenet",
@@ -238,7 +246,7 @@ def _add_translate(commands) -> None:
         "--chunk-seconds", type=float, default=0.5,
         help="seconds of audio a chunk holds; chunks are decoded in parallel (default: %(default)s)",
     )  # fmt: skip
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
+    _temperature_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
@@ -275,7 +283,7 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
     if not args.inputs or args.out is None:
         raise UserError("give one or more INPUT files or folders and -o OUT")
-    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or args.temperature < 0:
+    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or (args.temperature or 0) < 0:
         raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
     index, count = parse_shard(args.shard)
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
@@ -339,7 +347,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--clips", type=int, default=8, help="test clips per source domain (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default: %(default)s)")
+    _temperature_flag(p)
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
     _renderer_flag(p)
     _device_flag(p)
@@ -355,7 +363,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
         raise UserError("--clips, --seconds and --batch-size must be positive")
-    if args.figures < 0 or args.temperature < 0:
+    if args.figures < 0 or (args.temperature or 0) < 0:
         raise UserError("--figures and --temperature must not be negative")
     device = _device(args.device)
     judge = None
