@@ -38,16 +38,24 @@ def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
 
 
 def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: Path, tiny_checkpoint: Path, capsys):
-    """Frame networks and renderers trained in two processes, put together by export."""
+    """Frame networks and renderers trained in two processes, put together by export, also when
+    the frames run predates the rename of layers (its checkpoint holds renderer.convs.N...)."""
+    import re
+
+    from umt.checkpoint import load_model, save_checkpoint
     from umt.train import train
 
     common = dict(preset="tiny-spectral", steps=2, workers=0, val_every=100)
     train(two_domains, tmp_path / "frames", dict(common, render_batch_size=0), "cpu")
     train(two_domains, tmp_path / "render", dict(common, batch_size=0, seed=1), "cpu")
-    frames, render = (load_checkpoint(tmp_path / r / "last.pt")["model"] for r in ("frames", "render"))
-    argv = ["export", str(tmp_path / "frames" / "last.pt"), str(tmp_path / "m.pt"), "--renderers-from", str(tmp_path / "render" / "last.pt")]
+    frames_ckpt = tmp_path / "frames" / "last.pt"
+    state = load_checkpoint(frames_ckpt)
+    state["model"] = {re.sub(r"layers\.(\d+)\.conv\.", r"convs.\1.", k): v for k, v in state["model"].items()}
+    assert "decoders.low.renderer.convs.0.weight" in state["model"]
+    save_checkpoint(frames_ckpt, state)
+    argv = ["export", str(frames_ckpt), str(tmp_path / "m.pt"), "--renderers-from", str(tmp_path / "render" / "last.pt")]
     assert main(argv) == 0
-    merged = load_checkpoint(tmp_path / "m.pt")["model"]
+    merged, frames, render = (load_model(p).state_dict() for p in (tmp_path / "m.pt", frames_ckpt, tmp_path / "render" / "last.pt"))
     for key, value in merged.items():
         assert torch.equal(value, (render if ".renderer." in key else frames)[key]), key
     assert main(argv[:3] + ["--renderers-from", str(tiny_checkpoint)]) == 2

@@ -64,29 +64,31 @@ def export_model(source: Path, target: Path, renderers_from: Path | None = None)
     sharing or shipping; into target/<source name> when target is a folder. Returns what was written.
 
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
-    halves of the spectral recipe trained in separate processes, one per core)."""
+    halves of the spectral recipe trained in separate processes, one per core). Weights go
+    through the model, so checkpoints written before a rename of layers join correctly."""
     state = load_model_state(source)
     if target.is_dir():
         target = target / source.name
-    weights, config = dict(state["model"]), dict(state["config"])
+    model = load_model(source)
+    extra = {}
     if renderers_from is not None:
-        other = load_model_state(renderers_from)
-        weights.update(_renderer_weights(state, other, renderers_from))
-        config["render_residual"] = other["config"].get("render_residual", False)  # how its renderers were trained
-    model_only = {"config": config, "model": weights, "step": state.get("step"), "train": state.get("train")}
-    if renderers_from is not None:
-        model_only["renderers_from"] = {"path": str(renderers_from), "step": other.get("step")}
+        other = load_model(renderers_from)
+        _check_renderers(model.cfg, other.cfg, renderers_from)
+        for domain in model.cfg.domains:
+            model.decoders[domain].renderer.load_state_dict(other.decoders[domain].renderer.state_dict())
+        model.cfg.render_residual = other.cfg.render_residual  # how its renderers were trained
+        extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
+    model_only = {"config": model.cfg.to_dict(), "model": model.state_dict(), "step": state.get("step"),
+                  "train": state.get("train"), **extra}  # fmt: skip
     save_checkpoint(target, model_only)
     return target, model_only
 
 
-def _renderer_weights(state: dict, other: dict, path: Path) -> dict[str, torch.Tensor]:
-    config, other_config = ModelConfig.from_dict(state["config"]), ModelConfig.from_dict(other["config"])
-    if not (config.spectral and other_config.spectral):
+def _check_renderers(config: ModelConfig, other: ModelConfig, path: Path) -> None:
+    if not (config.spectral and other.spectral):
         raise UserError(f"--renderers-from {path}: both models must be spectral (frame networks and renderers)")
     renderer_fields = ("domains", "sample_rate", "pool", "spectrum_midi_low", "spectrum_bins", "decoder_blocks",
                        "decoder_layers", "residual_channels", "skip_channels")  # fmt: skip
-    differ = [f for f in renderer_fields if getattr(config, f) != getattr(other_config, f)]
+    differ = [f for f in renderer_fields if getattr(config, f) != getattr(other, f)]
     if differ:
         raise UserError(f"--renderers-from {path}: its renderers differ in {', '.join(differ)}")
-    return {k: v for k, v in other["model"].items() if ".renderer." in k}
