@@ -50,9 +50,8 @@ def _device_flag(parser: argparse.ArgumentParser) -> None:
 
 def _temperature_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--temperature", type=float,
-        help="sampling temperature; 0 = greedy (default: 0 for spectral models, whose WaveNets model the audio "
-        "minus their excitation, chosen with umt evaluate; 1 for the paper's decoders)",
+        "--temperature", type=float, default=1.0,
+        help="sampling temperature; 0 = greedy (default: %(default)s, chosen with umt evaluate on the default model)",
     )  # fmt: skip
 
 
@@ -283,7 +282,7 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
     if not args.inputs or args.out is None:
         raise UserError("give one or more INPUT files or folders and -o OUT")
-    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or (args.temperature or 0) < 0:
+    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or args.temperature < 0:
         raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
     index, count = parse_shard(args.shard)
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
@@ -363,7 +362,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
         raise UserError("--clips, --seconds and --batch-size must be positive")
-    if args.figures < 0 or (args.temperature or 0) < 0:
+    if args.figures < 0 or args.temperature < 0:
         raise UserError("--figures and --temperature must not be negative")
     device = _device(args.device)
     judge = None

@@ -74,13 +74,6 @@ class ModelConfig:
         return self.encoder_input == "spectrum" or self.spectral
 
     @property
-    def default_temperature(self) -> float:
-        """Sampling temperature when none is given: greedy for residual renderers (chosen with
-        `umt evaluate` on the default model: target accuracy 0.58 greedy, 0.25 at 0.3 to 1, where
-        the sampled residual sounds as breath noise), 1 for the paper's decoders."""
-        return 0.0 if self.render_residual else 1.0
-
-    @property
     def excitation_bands(self) -> int:
         return self.spectrum_bins // 12
 

@@ -72,7 +72,7 @@ class Translator:
         device: torch.device,
         batch_size: int | None = None,
         chunk_seconds: float = 0.5,
-        temperature: float | None = None,
+        temperature: float = 1.0,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         streams: int | None = None,
@@ -85,8 +85,7 @@ class Translator:
             raise UserError("--renderer sines: the model's decoders predict no spectrum (it is not a spectral model)")
         self.renderer = renderer
         self.model = model.to(device).eval()
-        self.temperature = cfg.default_temperature if temperature is None else temperature
-        self.device, self.seed, self.streams = device, seed, streams
+        self.device, self.temperature, self.seed, self.streams = device, temperature, seed, streams
         self.pool = cfg.pool
         self.chunk_frames = max(1, round(chunk_seconds * cfg.sample_rate / cfg.pool))
         self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.pool))
