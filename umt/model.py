@@ -494,6 +494,6 @@ def describe(cfg: ModelConfig) -> str:
     return "\n".join(lines)
 
 
-def check_crop(cfg: ModelConfig, crop: int) -> None:
+def check_crop(cfg: ModelConfig, crop: int, flag: str = "--crop") -> None:
     if crop % cfg.pool or crop <= 0:
-        raise UserError(f"--crop {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")
+        raise UserError(f"{flag} {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")

@@ -404,7 +404,9 @@ def train(
     if tcfg.confusion not in ("maximize", "uniform"):
         raise UserError(f"--confusion {tcfg.confusion}: choose maximize or uniform")
     if cfg.spectral:
-        check_crop(cfg, tcfg.render_crop)
+        check_crop(cfg, tcfg.render_crop, "--render-crop")
+        if min(tcfg.batch_size, tcfg.render_batch_size) < 0:
+            raise UserError("--batch-size and --render-batch-size must not be negative")
         if tcfg.batch_size <= 0 and tcfg.render_batch_size <= 0:
             raise UserError("--batch-size and --render-batch-size are both 0: nothing would train")
     elif tcfg.batch_size <= 0:
