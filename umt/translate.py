@@ -129,7 +129,6 @@ class Translator:
             return latent, None
         with torch.no_grad():
             levels = self.model.decoders[domain].spectrum(latent[None])[0].float()
-            frames = levels.shape[0]
             if cfg.encoder_input != "spectrum":  # one frame per pool samples: repeat the last for the end
                 levels = torch.cat([levels, levels[-1:]])
             generator = torch.Generator().manual_seed(_chunk_seed(self.seed, domain, key, -1))
