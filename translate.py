@@ -3,7 +3,7 @@
 
 import sys
 
-from umt.cli import main
+from umt.cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main(["translate", *sys.argv[1:]]))
+    run(["translate", *sys.argv[1:]])

@@ -20,7 +20,8 @@ import time
 import torch
 
 from umt.generate import PackedDecoder, Stream, default_streams, generate
-from umt.model import PRESETS, SILENCE, UMT, preset, shift_right
+from umt.model import SILENCE, UMT, shift_right
+from umt.presets import PRESETS, preset
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:

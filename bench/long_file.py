@@ -24,7 +24,8 @@ import soundfile as sf
 import torch
 
 from umt.checkpoint import save_checkpoint
-from umt.model import UMT, preset
+from umt.model import UMT
+from umt.presets import preset
 
 
 def main() -> None:

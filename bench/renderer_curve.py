@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from umt import spectral
+from umt.audio import mu_law_decode
 from umt.checkpoint import load_checkpoint, load_model
 from umt.data.manifest import Manifest
 from umt.evaluate import choose_clips, chroma_similarity, pitch_class_agreement, pitch_classes
@@ -87,7 +88,7 @@ def main() -> None:
             tic = time.perf_counter()
             packed = PackedDecoder(model.decoders[d].renderer, model.cfg.pool)
             codes = generate(packed, levels, args.temperature, excitation=excitation)
-            rows.append(("wavenet", model.waveform(codes, excitation).numpy(), time.perf_counter() - tic))
+            rows.append(("wavenet", model.waveform(mu_law_decode(codes), excitation).numpy(), time.perf_counter() - tic))
             for name, rendered, seconds in rows:
                 s = scores(rendered, clips[d], rate, judge, index, tracks[d])
                 judged = f"{s['judge']:.2f}" if judge else "n/a"

@@ -16,8 +16,10 @@ import time
 
 import torch
 
-from umt.model import describe, preset
-from umt.train import PRESET_BATCH, TrainConfig, autocast_dtype, build_run, train_step
+from umt.model import describe
+from umt.presets import PRESETS, preset
+from umt.runtime import autocast_dtype
+from umt.train import TrainConfig, build_run, train_step
 
 
 def measure(name: str, domains: int, batch: int, crop: int, steps: int, precision: str, device: torch.device,
@@ -52,8 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    batch = args.batch_size or PRESET_BATCH[args.preset]["batch_size"]
-    crop = args.crop or PRESET_BATCH[args.preset]["crop"]
+    batch = args.batch_size or PRESETS[args.preset].training["batch_size"]
+    crop = args.crop or PRESETS[args.preset].training["crop"]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     print(f"# {args.preset}: {describe(preset(args.preset, ['d'] * 1)).splitlines()[1]}")
     rate, seconds = measure(args.preset, args.domains, batch, crop, args.steps, args.precision, device,

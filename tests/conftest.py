@@ -59,7 +59,8 @@ def _untrained(tmp_path_factory, preset_name: str) -> Path:
     import torch
 
     from umt.checkpoint import save_checkpoint
-    from umt.model import UMT, preset
+    from umt.model import UMT
+    from umt.presets import preset
 
     torch.manual_seed(0)
     cfg = preset(preset_name, ["high", "low"])

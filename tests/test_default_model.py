@@ -60,3 +60,23 @@ def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: P
         assert torch.equal(value, (render if ".renderer." in key else frames)[key]), key
     assert main(argv[:3] + ["--renderers-from", str(tiny_checkpoint)]) == 2
     assert "both models must be spectral" in capsys.readouterr().err
+
+
+def test_chunk_joins_of_the_default_model_are_level(tmp_path: Path):
+    """The level in the 20 ms around every join of one chunking, against another chunking's
+    level at the same time (the music is the same; only the joins moved)."""
+    import numpy as np
+
+    def envelope(chunk_seconds: str) -> np.ndarray:
+        out = tmp_path / chunk_seconds
+        assert main(["translate", str(EXAMPLE_CLIP), "--to", "piano", "--chunk-seconds", chunk_seconds, "-o", str(out)]) == 0
+        audio, _ = sf.read(out / "piano" / "example.wav")
+        frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # 10 ms
+        return 20 * np.log10(np.sqrt((frames**2).mean(-1)) + 1e-9)
+
+    a, b = envelope("0.5"), envelope("0.7")
+    n = min(a.size, b.size)
+    for own, other, step in ((a, b, 50), (b, a, 70)):
+        joins = np.arange(step, n - 1, step)
+        dips = np.array([own[j - 1 : j + 1].mean() - other[j - 1 : j + 1].mean() for j in joins])
+        assert abs(dips.mean()) < 1.0 and dips.min() > -3.0, dips.round(1)

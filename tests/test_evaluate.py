@@ -39,7 +39,7 @@ def test_chroma_similarity():
 METRICS_KEYS = {  # documented in the README, section Evaluation
     "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "target_accuracy",
     "chroma_similarity", "pitch_class_agreement", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy",
-    "reconstruction", "renderer",
+    "reconstruction", "renderer", "spectrum_l1", "judge_test_accuracy",
 }  # fmt: skip
 
 
@@ -62,10 +62,10 @@ def test_judge_learns_two_domains(judge_path: Path, two_domains: Path):
 def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_domains: Path, judge_path: Path, tmp_path: Path):
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(out),
-            "--classifier", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
+            "--judge", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1"}
+    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1", "spectrum_l1"}
     assert metrics["domains"] == ["high", "low"] and metrics["paired"] is False
     assert metrics["logmel_l1"] is None and metrics["ground_truth"] is None  # unpaired: no ground truth
     assert metrics["ground_truth_target_accuracy"] == {"high": 1.0, "low": 1.0}
@@ -82,23 +82,30 @@ def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_d
     assert list(out.glob("example*.png")) and list((out / "clips").glob("*_translation.wav"))
 
 
-def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, tmp_path: Path):
-    """make-bench style pairing: chroma and log-mel against the ground truth of the same piece."""
+@pytest.fixture(scope="module")
+def paired_corpus(tmp_path_factory) -> Path:
+    """make-bench style pairing: five pieces, each as a low tone and as the tone two octaves up."""
     from umt.data.manifest import PAIRING_NAME
     from umt.data.prepare import prepare
     import soundfile as sf
 
-    src = tmp_path / "src"
+    root = tmp_path_factory.mktemp("paired")
+    src = root / "src"
     for domain, amplitude in (("high", 0.2), ("low", 0.6)):
         for i, base in enumerate((220.0, 247.0, 262.0, 294.0, 330.0)):
             path = src / domain / f"p{i}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, tone(1.0, 16000, base * (4 if domain == "high" else 1), amplitude), 16000)
     (src / PAIRING_NAME).write_text(json.dumps({"pieces": [{"name": f"p{i}"} for i in range(5)]}))
-    prepare(src, tmp_path / "prep", 16000, {"train": 0.6, "val": 0.2, "test": 0.2})
-    assert Manifest.read(tmp_path / "prep").paired
+    prepare(src, root / "prep", 16000, {"train": 0.6, "val": 0.2, "test": 0.2})
+    assert Manifest.read(root / "prep").paired
+    return root / "prep"
+
+
+def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, paired_corpus: Path, tmp_path: Path):
+    """chroma and log-mel against the ground truth of the same piece."""
     out = tmp_path / "report"
-    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "prep"), "--out", str(out),
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(paired_corpus), "--out", str(out),
                  "--clips", "1", "--seconds", "0.5", "--figures", "0"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == METRICS_KEYS
@@ -109,6 +116,19 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, tmp_path: Path):
     assert metrics["ground_truth"] == {"chroma_similarity": 1.0, "pitch_class_agreement": 1.0, "logmel_l1": 0.0}
     # pyin hears the same pitch class an octave apart
     assert metrics["identity"]["pitch_class_agreement"]["low"]["high"] > 0.8
+    assert metrics["spectrum_l1"] is None  # a WaveNet decoder predicts no spectrum
+
+
+def test_a_spectral_model_scores_its_predicted_spectra_against_the_truth(tiny_spectral_checkpoint: Path, paired_corpus: Path,
+                                                                        tmp_path: Path):  # fmt: skip
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(tiny_spectral_checkpoint), "--data", str(paired_corpus), "--out", str(out),
+                 "--clips", "1", "--seconds", "0.5", "--figures", "0", "--renderer", "sines"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    l1, identity = metrics["spectrum_l1"], metrics["identity"]["spectrum_l1"]
+    assert identity["low"]["low"] == 0.0 and identity["low"]["high"] > 0.05  # two octaves apart: other bins
+    assert all(0 < l1[s][t] < 1 for s in l1 for t in l1[s])
+    assert "Semitone-spectrum L1" in (out / "report.md").read_text()
 
 
 def test_evaluate_a_spectral_model_with_either_renderer(tiny_spectral_checkpoint: Path, two_domains: Path, tmp_path: Path):
@@ -138,9 +158,9 @@ def test_evaluate_refuses_a_judge_of_other_domains_and_a_judge_as_model(
     save_checkpoint(other, {**state, "config": {**state["config"], "domains": ["high", "mid"]}})
     argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(tmp_path / "r"),
             "--clips", "1", "--seconds", "0.5"]  # fmt: skip
-    assert main([*argv, "--classifier", str(other)]) == 2
+    assert main([*argv, "--judge", str(other)]) == 2
     assert "not trained on low" in capsys.readouterr().err
-    assert main([*argv, "--classifier", str(judge_path), "--seconds", "0.25"]) == 2  # shorter than its window
+    assert main([*argv, "--judge", str(judge_path), "--seconds", "0.25"]) == 2  # shorter than its window
     argv[2] = str(judge_path)
     assert main(argv) == 2
     assert "umt-judge checkpoint, not a translation model" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from umt.model import SILENCE, UMT, DomainClassifier, ModelConfig, check_crop, parameter_count, preset, shift_right
+from umt.model import SILENCE, UMT, DomainClassifier, ModelConfig, parameter_count, shift_right
+from umt.presets import preset
+from umt.train import check_crop
 from umt.errors import UserError
 
 
@@ -34,6 +36,12 @@ def test_shapes():
     logits = model.decoders["a"](shift_right(codes), latent)
     assert logits.shape == (3, 800, 256)
     assert DomainClassifier(cfg)(latent).shape == (3, 2)
+    cfg.classifier_context = 3  # reads 15 frames around each one
+    with_context = DomainClassifier(cfg)
+    assert with_context(latent).shape == (3, 2)
+    probe = torch.zeros(1, 40, cfg.latent_channels, requires_grad=True)
+    with_context.context(probe)[0, 20].sum().backward()
+    assert probe.grad[0].abs().sum(-1).nonzero().flatten().tolist() == list(range(13, 28))
     both = codes.view(1, 3, 800).expand(2, 3, 800)
     out = model({"inputs": both, "targets": both}, ["a", "b"])
     assert sorted(out.losses) == ["ce/a", "ce/b"] and out.losses["ce/a"].shape == ()
@@ -118,7 +126,7 @@ def test_crop_must_fit_the_latent_frames():
     check_crop(cfg, 400)
     with pytest.raises(UserError, match="multiple"):
         check_crop(cfg, 450)
-    with pytest.raises(UserError, match="--preset"):
+    with pytest.raises(UserError, match="preset .huge.: choose from"):
         preset("huge", ["a"])
 
 

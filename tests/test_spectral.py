@@ -9,7 +9,8 @@ import torch
 from umt import spectral
 from umt.data import spectra
 from umt.generate import PackedDecoder, Stream, generate
-from umt.model import SILENCE, UMT, preset, shift_right
+from umt.model import SILENCE, UMT, shift_right
+from umt.presets import preset
 from umt.train import validate
 
 SR, HOP = 16000, 160
@@ -61,6 +62,33 @@ def test_levels_round_trip_and_the_augmentation_moves_only_its_segment():
     assert torch.equal(out[0, :2], levels[0, :2]) and torch.equal(out[0, 6:], levels[0, 6:])
     assert out[0, 3].argmax() == 6 and out[0, 3, 6] == 1.0  # a whole semitone up
     assert out[1, 0, 4] == pytest.approx(0.25) and out[1, 0, 5] == pytest.approx(0.75)  # a quarter down
+
+
+def test_the_timbre_augmentation_reshapes_the_input_envelope_and_keeps_silence_and_target():
+    from umt.data.augment import random_envelope
+
+    rng = np.random.default_rng(0)
+    curves = [random_envelope(72, rng, 12.0) for _ in range(200)]
+    peaks = np.array([np.abs(c).max() for c in curves])
+    assert peaks.max() <= 12.0 + 1e-4 and peaks.mean() == pytest.approx(6.0, abs=1.0)  # U(0, 12) dB peaks
+    assert np.abs(np.diff(curves[0])).max() < 2.0  # smooth over the bins: an envelope, not noise
+    levels = torch.zeros(3, 72)
+    levels[:, 10] = 0.5
+    levels[:, 40] = 0.01
+    gained = spectral.apply_gain(levels, torch.full((72,), -4.0))
+    assert gained[0, 10] == pytest.approx(0.45)  # a level unit is 80 dB
+    assert gained[0, 40] == 0 and gained[0, 0] == 0  # nothing below the floor; silence stays silent
+    assert spectral.apply_gain(levels, torch.full((72,), 8.0))[0, 0] == 0
+
+    store = spectra.SpectrumStore.__new__(spectra.SpectrumStore)  # two seconds of one tone, no files
+    store.hop, store.entries, store.audio = HOP, [None], [np.zeros(2 * SR, dtype=np.int16)]
+    store.amplitude = [torch.zeros(2 * SR // HOP + 1, 72).index_fill_(1, torch.tensor([30]), 0.3)]
+    store.phase = [torch.zeros_like(store.amplitude[0])]
+    plain = spectra.SpectralCrops(store, "a", 50, 0, seed=1)[0]
+    timbre = spectra.SpectralCrops(store, "a", 50, 0, seed=1, timbre_db=12.0)[0]
+    assert torch.equal(plain["levels"], timbre["levels"])  # the target stays clean
+    assert not torch.equal(plain["levels_in"], timbre["levels_in"])
+    assert (timbre["levels_in"][:, :20] == 0).all()  # far from the tone: still silence
 
 
 def test_analysis_in_pieces_equals_one_transform(spectrum, monkeypatch):
@@ -150,7 +178,7 @@ def test_the_spectrum_loss_falls_on_a_fixed_batch():
 def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tmp_path):
     from umt.checkpoint import load_model
     from umt.train import train
-    from umt.translate import Translator
+    from umt.translator import Translator
 
     out = tmp_path / "run"
     common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
@@ -194,4 +222,4 @@ def test_a_residual_renderer_models_the_audio_minus_its_excitation():
     excitation = 0.1 * torch.randn(1, 1600, model.cfg.excitation_bands)
     targets = model.render_targets(codes, excitation)
     torch.testing.assert_close(mu_law_decode(targets), mu_law_decode(codes) - excitation.sum(-1), atol=0.02, rtol=0)
-    torch.testing.assert_close(model.waveform(targets, excitation), mu_law_decode(codes), atol=0.02, rtol=0)
+    torch.testing.assert_close(model.waveform(mu_law_decode(targets), excitation), mu_law_decode(codes), atol=0.02, rtol=0)

@@ -10,12 +10,14 @@ import soundfile as sf
 import torch
 
 from conftest import tone
-from umt.checkpoint import load_checkpoint, load_model
+from umt.checkpoint import load_checkpoint, load_model, save_checkpoint
 from umt.cli import main
 from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
 from umt.data.prepare import prepare
-from umt.model import preset
+from umt.errors import UserError
+from umt.model import UMT
+from umt.presets import preset
 from umt.train import TrainConfig, build_run, train, train_step, validate
 
 CPU = torch.device("cpu")
@@ -129,6 +131,10 @@ def test_cli_train_bad_inputs(tmp_path: Path, two_domains: Path, capsys):
     assert "umt prepare" in capsys.readouterr().err
     assert main(["train", str(two_domains), "--out", str(tmp_path / "r"), "--crop", "450", "--preset", "tiny"]) == 2
     assert "--crop 450" in capsys.readouterr().err
+    assert main(["train", str(two_domains), "--out", str(tmp_path / "r"), "--steps", "0", "--preset", "tiny"]) == 2
+    assert "--steps 0: must be positive" in capsys.readouterr().err
+    assert main(["train", str(two_domains), "--out", str(tmp_path / "r"), "--device", "foo", "--preset", "tiny"]) == 2
+    assert "--device foo: choose auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["train", str(two_domains), "--out", str(tmp_path / "r2"), "--from", str(bad), "--add-domain", "x"]) == 2
@@ -143,5 +149,61 @@ class Payload:
 def test_checkpoints_cannot_run_code(tmp_path: Path):
     evil = tmp_path / "evil.pt"
     torch.save({"config": {}, "model": {}, "payload": Payload()}, evil)
-    with pytest.raises(Exception, match=r"evil\.pt: not a loadable umt checkpoint"):
+    with pytest.raises(UserError, match=r"evil\.pt: not a umt checkpoint \(torch.load with weights_only"):
         load_checkpoint(evil)
+
+
+def test_a_file_or_folder_that_is_not_a_checkpoint_gets_one_line(tmp_path: Path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    wav = tmp_path / "song.pt"
+    sf.write(wav, np.zeros(800, dtype=np.float32), 16000, format="WAV")
+    config_only = tmp_path / "config.pt"
+    torch.save({"config": {"domains": ["a"], "encoder_channels": "wide"}, "model": {}}, config_only)
+    no_weights = tmp_path / "no_weights.pt"
+    torch.save({"config": preset("tiny", ["a"]).to_dict(), "model": {}}, no_weights)
+    for path, reason in ((junk, "not a umt checkpoint"), (wav, "not a umt checkpoint"), (tmp_path, "a folder without best.pt"),
+                         (config_only, "its config does not describe a model"),
+                         (no_weights, "weights do not fit the stored config \\(Missing key")):  # fmt: skip
+        with pytest.raises(UserError, match=reason) as error:
+            load_model(path)
+        assert "\n" not in str(error.value)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", {"config": preset("tiny", ["a"]).to_dict(), "model": UMT(preset("tiny", ["a"])).state_dict()})
+    assert load_model(run).cfg.domains == ["a"]  # a run folder means its best.pt
+
+
+def test_ctrl_c_saves_the_run_before_its_first_checkpoint_and_resume_continues(two_domains: Path, tmp_path: Path):
+    import signal
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "umt", "train", str(two_domains), "--out", str(out), "--preset", "tiny", "--crop", "400",
+            "--workers", "0", "--steps", "100000", "--log-every", "1", "--val-every", "100000"]  # fmt: skip
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in job.stdout:  # wait for the first steps
+        if line.startswith("step 3/"):
+            break
+    assert not (out / "last.pt").exists()  # --checkpoint-every 250: nothing saved yet
+    job.send_signal(signal.SIGINT)
+    rest, err = job.communicate(timeout=60)
+    assert job.returncode == 130, err
+    assert "interrupted at step" in rest and "Traceback" not in err
+    step = torch.load(out / "last.pt", weights_only=True)["step"]
+    assert step >= 3
+    assert main(["train", str(two_domains), "--out", str(out), "--resume", "--steps", str(step + 2), "--workers", "0"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == step + 2
+
+
+def test_model_settings_over_the_preset(two_domains: Path, tmp_path: Path, capsys):
+    argv = ["train", str(two_domains), "--out", str(tmp_path / "run"), "--preset", "tiny-spectral", "--steps", "1",
+            "--workers", "0", "--render-batch-size", "0"]  # fmt: skip
+    assert main([*argv, "--model-set", "classifier_context=2", "--model-set", "latent_channels=4"]) == 0
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["config"]["classifier_context"] == 2 and state["config"]["latent_channels"] == 4
+    assert any(k.startswith("context.") for k in state["classifier"])  # the classifier reads the latent over time
+    assert main([*argv, "--resume", "--steps", "2", "--model-set", "latent_channels=8"]) == 2
+    assert "applies to a new run" in capsys.readouterr().err
+    for bad in ("latent_channels=wide", "no_such=1", "latent_channels"):
+        assert main([*argv[:3], str(tmp_path / "other"), *argv[4:], "--model-set", bad]) == 2
+        assert "--model-set" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from conftest import write_tone
 from umt.cli import main
-from umt.convert import find_jobs, shard
+from umt.translate import find_jobs, shard
 
 
 @pytest.fixture
@@ -98,3 +98,65 @@ def test_too_short_input_is_reported(tiny_checkpoint: Path, tmp_path: Path, caps
     assert translate(tiny_checkpoint, "--to", "low", str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 1
     assert "blip.wav: too short" in capsys.readouterr().out
     assert (tmp_path / "out" / "low" / "ok.wav").is_file()
+
+
+def test_bad_output_folder_device_or_domain_list_stop_before_any_work(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    song = write_tone(tmp_path / "song.wav", 0.2)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    taken = tmp_path / "taken"
+    (taken).mkdir()
+    (taken / "low").write_text("")  # where the low outputs would go
+    for args, message in (
+        (["-o", str(a_file)], "exists and is not a folder"),
+        (["-o", str(a_file / "sub")], "cannot write there"),
+        (["-o", str(taken)], "taken/low exists and is not a folder"),
+        (["-o", str(tmp_path / "o"), "--device", "foo"], "--device foo: choose auto, cpu, cuda or cuda:N"),
+        (["-o", str(tmp_path / "o"), "--to", ""], "--to '': name at least one domain"),
+    ):
+        assert translate(tiny_checkpoint, str(song), *args) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_while_translating_to_two_domains_exits_130_at_once(tiny_checkpoint: Path, tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = write_tone(tmp_path / "long.wav", 300.0)  # minutes of decoding: interrupted long before the end
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "umt", "translate", "--model", str(tiny_checkpoint), str(long), "-o", str(out),
+            "--batch-size", "2"]  # two rows: two generation threads  # fmt: skip
+    job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    time.sleep(8)
+    assert job.poll() is None
+    job.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = job.communicate(timeout=30)
+    assert job.returncode == 130, err
+    assert time.monotonic() - sent < 3
+    assert "terminate called" not in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no partial outputs
+
+
+def test_a_files_translation_does_not_depend_on_its_batch_mates(tiny_checkpoint: Path, tmp_path: Path):
+    write_tone(tmp_path / "alone" / "good.wav", 2.5, 16000, 300)
+    write_tone(tmp_path / "folder" / "good.wav", 2.5, 16000, 300)
+    write_tone(tmp_path / "folder" / "long.wav", 2.0, 16000, 500)  # shares the decoding batch with good.wav
+    for name in ("alone", "folder"):
+        assert main(["translate", "--model", str(tiny_checkpoint), str(tmp_path / name), "-o", str(tmp_path / f"{name}-out")]) == 0
+    alone, _ = sf.read(tmp_path / "alone-out" / "low" / "good.wav")
+    together, _ = sf.read(tmp_path / "folder-out" / "low" / "good.wav")
+    np.testing.assert_array_equal(alone, together)
+
+
+def test_outputs_at_another_sample_rate(tiny_checkpoint: Path, tmp_path: Path):
+    song = write_tone(tmp_path / "song.wav", 0.3)
+    assert translate(tiny_checkpoint, str(song), "--to", "low", "--sample-rate", "44100", "-o", str(tmp_path / "o")) == 0
+    info = sf.info(tmp_path / "o" / "low" / "song.wav")
+    assert info.samplerate == 44100 and info.channels == 1 and abs(info.duration - 0.3) < 1e-3
+    assert translate(tiny_checkpoint, str(song), "--sample-rate", "5", "-o", str(tmp_path / "o")) == 2

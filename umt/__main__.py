@@ -1,3 +1,3 @@
-from umt.cli import main
+from umt.cli import run
 
-raise SystemExit(main())
+run()

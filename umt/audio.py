@@ -15,10 +15,10 @@ import soundfile as sf
 import soxr
 import torch
 
+from umt import DEFAULT_SAMPLE_RATE
 from umt.errors import UserError
 from umt.fileio import atomic_path
 
-DEFAULT_SAMPLE_RATE = 16000
 MU = 255  # 8-bit mu-law: 256 codes
 
 #: Suffixes we treat as audio when scanning folders (all decoded by libsndfile).

@@ -6,7 +6,6 @@ unpickler refuses anything that would run code.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,37 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+FOLDER_CHECKPOINTS = ("best.pt", "judge.pt")  # what a folder given as a checkpoint is taken to mean
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its best.pt) or judge folder (its judge.pt)."""
     path = Path(path)
+    if path.is_dir():
+        for name in FOLDER_CHECKPOINTS:
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"{path}: a folder without {' or '.join(FOLDER_CHECKPOINTS)}")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = find_checkpoint(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a loadable umt checkpoint ({reason})") from None
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+    except Exception as exc:  # a file that is not a torch checkpoint fails in many ways: all say the same
+        first = str(exc).strip().split(". ")[0].splitlines()[0][:100] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        raise UserError(f"{path}: not a umt checkpoint (torch.load with weights_only: {reason})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
         raise UserError(f"{path}: not a umt checkpoint (no config or model weights)")
     return state
 
 
 def load_model_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint that holds a translation model (not, say, a judge written by `umt classifier train`)."""
+    """A checkpoint that holds a translation model (not, say, a judge written by `umt judge train`)."""
     state = load_checkpoint(path, device)
     if state.get("kind", "umt") != "umt":
         raise UserError(f"{path}: a {state['kind']} checkpoint, not a translation model")
@@ -51,11 +65,15 @@ def load_model_state(path: str | Path, device: str | torch.device = "cpu") -> di
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     """The translation model of a checkpoint, in eval mode."""
     state = load_model_state(path, device)
-    model = UMT(ModelConfig.from_dict(state["config"]))
+    try:
+        model = UMT(ModelConfig.from_dict(state["config"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: its config does not describe a model ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit the stored config ({str(exc).splitlines()[0]})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]  # a title, then what is wrong
+        raise UserError(f"{path}: weights do not fit the stored config ({lines[-1][:120]})") from None
     return model.to(device).eval()
 
 

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from umt.audio import DEFAULT_SAMPLE_RATE
+from umt import DEFAULT_SAMPLE_RATE
 from umt.errors import UserError
 
 
+def run(argv: list[str] | None = None) -> None:
+    """The program's entry point (the `umt` command, python -m umt, train.py, translate.py)."""
+    status = main(argv)
+    if status == INTERRUPTED:
+        # Leave at once: outputs are already cleaned up (atomic writes), and on the way out of
+        # an interpreter that ran generation threads, native thread pools can abort (SIGABRT).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise SystemExit(status)
+
+
+INTERRUPTED = 130  # the exit status of a program ended by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports torch (the presets): Ctrl-C can land here
+    except KeyboardInterrupt:
+        print("umt: interrupted", file=sys.stderr)
+        return INTERRUPTED
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -20,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"umt {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_make_bench(commands)
     _add_train(commands)
     _add_translate(commands)
-    _add_classifier(commands)
+    _add_judge(commands)
     _add_evaluate(commands)
     _add_export(commands)
     return parser
 
 
 def _device(name: str):
-    from umt.train import resolve_device
+    from umt.runtime import resolve_device
 
     return resolve_device(name)
 
@@ -160,8 +180,8 @@ def _run_make_bench(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands) -> None:
-    from umt.model import PRESETS
-    from umt.train import PRESET_BATCH, TrainConfig
+    from umt.presets import PRESETS
+    from umt.train import TrainConfig
 
     defaults = TrainConfig()
     p = commands.add_parser(
@@ -192,6 +212,9 @@ def _add_train(commands) -> None:
             choices=["maximize", "uniform"],
             help="maximize the classifier's CE (the paper; unbounded) or push its belief to uniform (bounded; spectral presets)",
         ),
+        "timbre_augment": dict(
+            type=float, metavar="DB", help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off"
+        ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),
         "precision": dict(choices=["auto", "fp32", "bf16", "fp16"]),
@@ -200,14 +223,21 @@ def _add_train(commands) -> None:
         ),
         "val_every": dict(type=int),
         "val_items": dict(type=int, help="validation crops per domain"),
-        "checkpoint_every": dict(type=int),
+        "checkpoint_every": dict(
+            type=int, help="steps between saves of RUN/last.pt (Ctrl-C or SIGTERM also saves it; a kill -9 loses at most this many steps)"
+        ),
         "audio_every": dict(type=int, help="steps between TensorBoard audio clips"),
         "log_every": dict(type=int, help="steps between log lines when not on a terminal"),
     }
+    p.add_argument(
+        "--model-set", action="append", metavar="NAME=VALUE", dest="model_overrides",
+        help="a model setting over the preset's for a new run, e.g. --model-set latent_channels=16 (repeatable; "
+        "the names are umt.model.ModelConfig's fields)",
+    )  # fmt: skip
     for name, kwargs in flags.items():
         default = getattr(defaults, name)
-        if name in ("batch_size", "crop", "render_batch_size", "render_crop", "confusion"):
-            default = ", ".join(f"{p} {sizes[name]}" for p, sizes in PRESET_BATCH.items() if name in sizes)
+        if any(name in row.training for row in PRESETS.values()):  # set per preset
+            default = ", ".join(f"{p} {row.training[name]}" for p, row in PRESETS.items() if name in row.training)
         kwargs["help"] = f"{kwargs.get('help', '')} (default: {default})".strip()
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **kwargs)
     p.set_defaults(run=_run_train)
@@ -216,9 +246,31 @@ def _add_train(commands) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from umt.train import TrainConfig, train
 
-    options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
+    if args.model_overrides:
+        options["model_overrides"] = _model_settings(args.model_overrides)
     train(args.prep, args.out, options, args.device, args.resume, args.base, args.add_domain)
     return 0
+
+
+def _model_settings(items: list[str]) -> dict:
+    """['latent_channels=16', 'render_residual=false'] -> {'latent_channels': 16, 'render_residual': False},
+    each value read as the type of that ModelConfig field."""
+    from umt.model import ModelConfig
+
+    defaults = ModelConfig()
+    settings = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not hasattr(defaults, name) or name == "domains":
+            raise UserError(f"--model-set {item}: expected NAME=VALUE with NAME a model setting (see umt.model.ModelConfig)")
+        kind = type(getattr(defaults, name))
+        try:
+            value = {"true": True, "false": False}[text.lower()] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            raise UserError(f"--model-set {item}: {text!r} is not a {kind.__name__}") from None
+        settings[name] = value
+    return settings
 
 
 # ---------------------------------------------------------------- translate
@@ -230,7 +282,8 @@ def _add_translate(commands) -> None:
         help="translate audio files or folders into the model's domains",
         description="Each input (a file, or a folder searched recursively) is encoded once and rendered in every "
         "target domain as OUT/<domain>/<same relative path>. Existing outputs are kept unless --overwrite, "
-        "so an interrupted job resumes; inputs that fail are reported and the exit status is 1.",
+        "so an interrupted job resumes; inputs that fail are reported and the exit status is 1. Outputs are mono, "
+        "at the model's sample rate (16 kHz for the shipped model) unless --sample-rate.",
     )
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT")
     p.add_argument("-o", "--out", type=Path, help="output folder")
@@ -249,6 +302,7 @@ def _add_translate(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
+    p.add_argument("--sample-rate", type=int, help="resample the outputs to this rate (soxr; default: the model's)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--shard", default="0/1", help="I/N: translate only shard I (from 0) of N (default: %(default)s)")
     _device_flag(p)
@@ -263,8 +317,8 @@ def _run_translate(args: argparse.Namespace) -> int:
     import torch
 
     from umt.checkpoint import DEFAULT_MODEL, load_model
-    from umt.convert import convert, find_jobs, parse_shard, shard, summary
-    from umt.translate import Translator
+    from umt.translate import check_output_folder, convert, find_jobs, parse_shard, shard, summary
+    from umt.translator import Translator
 
     device = _device(args.device)
     if args.model is None:
@@ -276,7 +330,9 @@ def _run_translate(args: argparse.Namespace) -> int:
     if args.list_domains:
         print("\n".join(domains))
         return 0
-    targets = [d.strip() for d in args.to.split(",") if d.strip()] if args.to else list(domains)
+    targets = [d.strip() for d in args.to.split(",") if d.strip()] if args.to is not None else list(domains)
+    if not targets:
+        raise UserError(f"--to {args.to!r}: name at least one domain ({', '.join(domains)})")
     unknown = [d for d in targets if d not in domains]
     if unknown:
         raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
@@ -284,22 +340,25 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError("give one or more INPUT files or folders and -o OUT")
     if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or args.temperature < 0:
         raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
+    if args.sample_rate is not None and not 1000 <= args.sample_rate <= 384000:
+        raise UserError(f"--sample-rate {args.sample_rate}: choose a rate between 1000 and 384000 Hz")
     index, count = parse_shard(args.shard)
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
+    check_output_folder(args.out, targets)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer,
     )  # fmt: skip
-    report = convert(translator, jobs, targets, args.out, args.overwrite)
+    report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     print(summary(report))
     return 1 if report.failed else 0
 
 
-# ---------------------------------------------------------------- classifier (the judge) and evaluate
+# ---------------------------------------------------------------- the judge and evaluate
 
 
-def _add_classifier(commands) -> None:
-    p = commands.add_parser("classifier", help="the independent domain classifier that judges translations")
+def _add_judge(commands) -> None:
+    p = commands.add_parser("judge", help="the independent domain classifier that judges translations")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = actions.add_parser(
         "train",
@@ -315,10 +374,10 @@ def _add_classifier(commands) -> None:
     t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0)
     _device_flag(t)
-    t.set_defaults(run=_run_classifier_train)
+    t.set_defaults(run=_run_judge_train)
 
 
-def _run_classifier_train(args: argparse.Namespace) -> int:
+def _run_judge_train(args: argparse.Namespace) -> int:
     from umt.judge import train_judge
 
     if args.steps < 1 or args.batch_size < 1 or args.test_clips < 1 or args.crop_seconds <= 0:
@@ -342,7 +401,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="a prepared dataset (umt prepare)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
-    p.add_argument("--classifier", type=Path, help="the judge (CLS/judge.pt or CLS); without it, no target accuracy")
+    p.add_argument("--judge", type=Path, help="the judge (JUDGE/judge.pt or JUDGE); without it, no target accuracy")
     p.add_argument("--clips", type=int, default=8, help="test clips per source domain (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
@@ -354,28 +413,36 @@ def _add_evaluate(commands) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from umt.checkpoint import load_model
+    from umt.checkpoint import find_checkpoint, load_model
     from umt.data.manifest import Manifest
     from umt.evaluate import evaluate
-    from umt.judge import load_judge
-    from umt.translate import Translator
+    from umt.judge import TRUSTED_JUDGE, load_judge
+    from umt.translator import Translator
 
     if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
         raise UserError("--clips, --seconds and --batch-size must be positive")
     if args.figures < 0 or args.temperature < 0:
         raise UserError("--figures and --temperature must not be negative")
     device = _device(args.device)
-    judge = None
-    if args.classifier is not None:
-        path = args.classifier / "judge.pt" if args.classifier.is_dir() else args.classifier
+    judge = judge_accuracy = None
+    if args.judge is not None:
+        path = find_checkpoint(args.judge)
         judge, state = load_judge(path, device)
-        print(f"judge: {path}, test accuracy on real audio {state['test_accuracy']:.3f}")
+        judge_accuracy = state["test_accuracy"]
+        print(f"judge: {path}, test accuracy on real audio {judge_accuracy:.3f}")
+        if judge_accuracy < TRUSTED_JUDGE:
+            print(f"warning: the judge is right on only {judge_accuracy:.0%} of real test audio (below {TRUSTED_JUDGE:.0%}): "
+                  "its target accuracies say little; train it longer (umt judge train --steps)", file=sys.stderr)  # fmt: skip
     translator = Translator(
         load_model(args.model, device), device, args.batch_size, temperature=args.temperature, renderer=args.renderer
     )
-    metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures)
+    metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures,
+                       judge_accuracy=judge_accuracy)  # fmt: skip
+    for domain, n in metrics["clips_per_domain"].items():
+        if n < args.clips:
+            print(f"note: {domain} has only {n} test clip(s) of {args.seconds:g} s (asked for {args.clips})")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
-    for key in ("target_accuracy", "chroma_similarity", "pitch_class_agreement"):
+    for key in ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "spectrum_l1"):
         if metrics[key] is not None:
             d = metrics["domains"]
             off = [metrics[key][s][t] for s in d for t in d if s != t and metrics[key][s][t] is not None]

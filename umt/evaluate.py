@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from umt.audio import write_audio
 from umt.data.manifest import FileEntry, Manifest
 from umt.errors import UserError
 from umt.fileio import atomic_path, write_json
-from umt.judge import Judge, LogMel
+from umt.judge import TRUSTED_JUDGE, Judge, LogMel
+from umt.progress import Progress
 from umt.train import TrainConfig, crop_datasets, validate
-from umt.translate import Translator
+from umt.translator import Translator
 
 
 @dataclass
@@ -119,16 +119,17 @@ def _check_compatible(translator: Translator, judge: Judge | None, manifest: Man
         raise UserError(f"the judge runs at {judge.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz")
     unknown = [d for d in domains if d not in judge.cfg.domains]
     if unknown:
-        raise UserError(f"the judge was not trained on {', '.join(unknown)}: train it on this dataset (umt classifier train)")
+        raise UserError(f"the judge was not trained on {', '.join(unknown)}: train it on this dataset (umt judge train)")
     if seconds < judge.cfg.crop_seconds:
         raise UserError(f"--seconds {seconds:g} is shorter than the judge's {judge.cfg.crop_seconds:g} s window")
 
 
 def evaluate(
     translator: Translator, judge: Judge | None, manifest: Manifest, out: Path, clips: int = 8, seconds: float = 4.0,
-    figures: int = 3, val_items: int = 16,
+    figures: int = 3, val_items: int = 16, judge_accuracy: float | None = None,
 ) -> dict:  # fmt: skip
-    """Translate test clips between every pair of domains, score them, write the report."""
+    """Translate test clips between every pair of domains, score them, write the report
+    (judge_accuracy: the judge's own test accuracy on real audio, reported beside its verdicts)."""
     rate = manifest.sample_rate
     domains = [d for d in translator.domains if d in manifest.domains]
     if not domains:
@@ -140,6 +141,7 @@ def evaluate(
     if empty:
         raise UserError(f"no test file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
     paired = manifest.paired
+    spectral = translator.model.cfg.spectral
     mel = LogMel(rate, 1024, 256, 64)
 
     def log_mel_l1(a: np.ndarray, b: np.ndarray) -> float:
@@ -157,7 +159,7 @@ def evaluate(
             tracks[key] = pitch_classes(clip.audio, rate)
         return tracks[key]
 
-    with tqdm(total=len(domains) ** 2, desc="evaluate", unit="pair", disable=None) as bar:
+    with Progress(len(domains) ** 2, "evaluate", "pair") as bar:
         for source in domains:
             inputs = by_domain[source]
             latents = [translator.encode(c.audio) for c in inputs]
@@ -184,6 +186,14 @@ def evaluate(
                 if paired:
                     results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)
                     identity["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(c.audio, g.audio) for c, _, g in scored)
+                if paired and spectral:  # the frame network alone: its predicted spectrum against the truth's
+                    truths = [(c, latent, translator.levels(g.audio)) for c, latent, g in zip(inputs, latents, references) if g]
+                    results["spectrum_l1"].setdefault(source, {})[target] = _mean(
+                        _l1(translator.spectrum(latent, target), truth) for _, latent, truth in truths
+                    )
+                    identity["spectrum_l1"].setdefault(source, {})[target] = _mean(
+                        _l1(translator.levels(c.audio), truth) for c, _, truth in truths
+                    )
                 if judge is not None:
                     index = judge.cfg.domains.index(target)
                     results["target_accuracy"].setdefault(source, {})[target] = float(np.mean(judge.classify(rendered) == index))
@@ -208,6 +218,7 @@ def evaluate(
         "ground_truth": {"chroma_similarity": 1.0, "pitch_class_agreement": 1.0, "logmel_l1": 0.0} if paired else None,
         # real audio of each domain judged as that domain: the identity diagonal
         "ground_truth_target_accuracy": {d: identity["target_accuracy"][d][d] for d in domains} if judge else None,
+        "judge_test_accuracy": judge_accuracy,
         "reconstruction": _reconstruction(translator, manifest, domains, val_items),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +228,12 @@ def evaluate(
     return metrics
 
 
-METRICS = ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1")
+METRICS = ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1", "spectrum_l1")
+
+
+def _l1(a: torch.Tensor, b: torch.Tensor) -> float:
+    n = min(a.shape[0], b.shape[0])
+    return float((a[:n] - b[:n]).abs().mean())
 
 
 def _mean(values) -> float | None:
@@ -328,12 +344,17 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
         ("chroma_similarity", "Chroma similarity of the translation"),
         ("pitch_class_agreement", "Pitch-class agreement (pyin, frames voiced in both)"),
         ("logmel_l1", "Log-mel L1 distance to the ground truth (lower is closer)"),
+        ("spectrum_l1", "Semitone-spectrum L1 of the frame network's prediction to the ground truth (no renderer; lower is closer)"),
     ):
         if metrics[key] is not None:
             lines += ["", f"## {title}", "", *_table(metrics["domains"], metrics[key])]
             lines += ["", "Identity baseline (the untouched input):", "", *_table(metrics["domains"], metrics["identity"][key])]
-            if key != "target_accuracy" and metrics["ground_truth"] is not None:
+            if key in (metrics["ground_truth"] or {}):
                 lines += ["", f"Ground truth against itself: {metrics['ground_truth'][key]:.2f} everywhere."]
+    accuracy = metrics["judge_test_accuracy"]
+    if accuracy is not None and accuracy < TRUSTED_JUDGE:
+        lines += ["", f"**Warning:** the judge is right on only {accuracy:.0%} of real test audio (below {TRUSTED_JUDGE:.0%}); "
+                  "its target accuracies say little."]  # fmt: skip
     if metrics["ground_truth_target_accuracy"] is not None:
         lines += ["", "Judge accuracy on the real test audio of each domain (the ground-truth row): "
                   + ", ".join(f"{d} {v:.2f}" for d, v in metrics["ground_truth_target_accuracy"].items())]  # fmt: skip

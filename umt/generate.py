@@ -180,10 +180,12 @@ class Stream:
         temperature: float,
         progress: Callable[[int], None] | None = None,
         excitation: torch.Tensor | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         """Generate into codes [T, B] (T = frames * pool): temperature 0 is greedy, otherwise a
         sample of softmax(logits / temperature) with row i's randomness seeded by seeds[i].
-        An excited decoder takes its excitation as [T, B, E]."""
+        An excited decoder takes its excitation as [T, B, E]. Returns early, leaving the
+        codes unfinished, once `cancel` is set."""
         self.start(gate_cond, head_cond)
         b = codes.shape[1]
         sampler = InverseCdfSampler(seeds, temperature, self.p.device) if temperature else None
@@ -192,6 +194,8 @@ class Stream:
         if excitation is not None:
             excitation = excitation.to(self.p.device, self.p.dtype)
         for t in range(codes.shape[0]):
+            if cancel is not None and cancel.is_set():
+                return
             logits = self.step(previous, None if excitation is None else excitation[t])
             if logits32 is not None:  # sample in fp32 whatever the arithmetic of the layers
                 logits = logits32.copy_(logits)
@@ -286,24 +290,35 @@ def _row_blocks(b: int, n: int) -> list[slice]:
 
 
 def _run_threads(jobs: list, temperature: float, progress: Callable[[int], None] | None) -> None:
+    """Each job's stream on its own thread. If the caller is interrupted (Ctrl-C) or a thread
+    fails, the others are told to stop and joined before the exception goes on: no thread
+    outlives the call (one left running at exit aborts the interpreter)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     errors: list[BaseException] = []
+    cancel = threading.Event()
 
     def work(stream, gate_cond, head_cond, codes, seeds, excitation):
         try:
-            stream.sample(
-                gate_cond, head_cond, codes, seeds=seeds, temperature=temperature, progress=progress, excitation=excitation
-            )
+            stream.sample(gate_cond, head_cond, codes, seeds=seeds, temperature=temperature, progress=progress,
+                          excitation=excitation, cancel=cancel)  # fmt: skip
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
+            cancel.set()
 
+    workers = [threading.Thread(target=work, args=job) for job in jobs]
     try:
-        workers = [threading.Thread(target=work, args=job) for job in jobs]
         for w in workers:
             w.start()
         for w in workers:
-            w.join()
+            while w.is_alive():
+                w.join(0.1)  # a bounded wait, so that a signal reaches this thread at once
+    except BaseException:
+        cancel.set()
+        for w in workers:
+            if w.ident is not None:
+                w.join()
+        raise
     finally:
         torch.set_num_threads(threads)
     if errors:

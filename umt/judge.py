@@ -15,13 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from umt.audio import mu_law_decode
 from umt.checkpoint import load_checkpoint, save_checkpoint
 from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
 from umt.errors import UserError
+from umt.progress import Progress
 
 
 @dataclass
@@ -108,12 +108,14 @@ def train_judge(prep: Path, out: Path, steps: int = 600, batch_per_domain: int =
     train = MultiDomainCrops([CropDataset(manifest, d, "train", crop, augment=False, seed=seed) for d in cfg.domains])
     labels = torch.arange(len(cfg.domains), device=device).repeat(batch_per_domain)
     judge.train()
-    for _, targets in tqdm(crop_loader(train, batch_per_domain, steps=steps), total=steps, desc="judge", disable=None):
-        audio = mu_law_decode(targets.flatten(0, 1)).to(device)  # [B * D, crop], domains interleaved
-        loss = F.cross_entropy(judge(audio), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    with Progress(steps, "judge", "step") as progress:
+        for _, targets in crop_loader(train, batch_per_domain, steps=steps):
+            audio = mu_law_decode(targets.flatten(0, 1)).to(device)  # [B * D, crop], domains interleaved
+            loss = F.cross_entropy(judge(audio), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            progress.update()
     scores = score_judge(judge, manifest, "test", test_clips, seed)
     save_checkpoint(out / "judge.pt", {"kind": "umt-judge", "config": asdict(cfg), "model": judge.state_dict(), **scores})
     return scores
@@ -129,10 +131,13 @@ def score_judge(judge: Judge, manifest: Manifest, split: str, clips: int, seed: 
     return {"test_accuracy": float(np.mean(list(per_domain.values()))), "per_domain_accuracy": per_domain}
 
 
+TRUSTED_JUDGE = 0.95  # test accuracy on real audio below which a judge's verdicts are flagged
+
+
 def load_judge(path: Path, device: str | torch.device = "cpu") -> tuple[Judge, dict]:
     state = load_checkpoint(path, device)
     if state.get("kind") != "umt-judge":
-        raise UserError(f"{path}: not a judge (train one with `umt classifier train`)")
+        raise UserError(f"{path}: not a judge (train one with `umt judge train`)")
     judge = Judge(JudgeConfig(**state["config"])).to(device)
     judge.load_state_dict(state["model"])
     return judge.eval(), state

@@ -40,6 +40,10 @@ class ModelConfig:
     # domain-confusion classifier: 1x1 convs with ELU, averaged over time
     classifier_layers: int = 3
     classifier_channels: int = 100
+    # 0: the paper's classifier, which reads each latent frame alone. n > 0: it first reads the
+    # latent through n non-causal dilated layers (dilations 1..2**(n-1), kernel 3), so it can
+    # see domain traits that only show over time (how notes start and decay), as the decoders can.
+    classifier_context: int = 0
     # The spectral recipe (see umt.spectral): "spectrum" encodes the log semitone spectrum at
     # frame rate instead of the waveform; a "spectral" decoder is a frame network that predicts
     # its domain's semitone spectrum from the latent, then a WaveNet (the sizes above) that
@@ -95,48 +99,6 @@ class ModelConfig:
     def decoder_receptive_field(self) -> int:
         """Past samples one decoder prediction depends on (the input is shifted by one)."""
         return self.decoder_blocks * (2**self.decoder_layers - 1) + 1
-
-
-PRESETS: dict[str, ModelConfig] = {
-    # The paper's sizes: encoder 3 x 10 layers, 128 channels, latent 64 pooled by 800;
-    # decoders 4 x 14 layers, 128 residual and skip channels.
-    "paper": ModelConfig(),
-    # Trainable on two CPU cores in hours: receptive field 64 ms, 20 Hz latent as the paper.
-    "small": ModelConfig(
-        encoder_blocks=2, encoder_layers=8, encoder_channels=64,
-        decoder_blocks=2, decoder_layers=9, residual_channels=64, skip_channels=64,
-    ),
-    # The spectral recipe for 2-core CPUs (docs/spectral-recipe.md): a frame-rate encoder over the
-    # log semitone spectrum (100 Hz, receptive field 5.1 s), frame networks that predict each
-    # domain's spectrum (2.6 s), and small excited WaveNet renderers (32 ms of past).
-    "spectral": ModelConfig(
-        encoder_input="spectrum", decoder_type="spectral", pool=160,
-        encoder_blocks=2, encoder_layers=7, encoder_channels=128, latent_channels=64,
-        frame_blocks=2, frame_layers=6, frame_channels=128,
-        decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32, render_residual=True,
-    ),
-    # For tests: a few thousand parameters, 100-sample latent frames.
-    "tiny": ModelConfig(
-        encoder_blocks=1, encoder_layers=4, encoder_channels=16, latent_channels=8, pool=100,
-        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16,
-        classifier_layers=3, classifier_channels=16,
-    ),
-    "tiny-spectral": ModelConfig(
-        encoder_input="spectrum", decoder_type="spectral", pool=160, spectrum_midi_low=36, spectrum_bins=72,
-        encoder_blocks=1, encoder_layers=3, encoder_channels=16, latent_channels=8,
-        frame_blocks=1, frame_layers=3, frame_channels=16,
-        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16, render_residual=True,
-        classifier_layers=3, classifier_channels=16,
-    ),
-}  # fmt: skip
-
-
-def preset(name: str, domains: list[str], **overrides) -> ModelConfig:
-    if name not in PRESETS:
-        raise UserError(f"--preset {name}: choose from {', '.join(PRESETS)}")
-    cfg = ModelConfig.from_dict({**PRESETS[name].to_dict(), **overrides, "domains": list(domains)})
-    cfg.check()
-    return cfg
 
 
 def dilations(blocks: int, layers: int) -> list[int]:
@@ -317,12 +279,19 @@ class Decoder(nn.Module):
 
 
 class DomainClassifier(nn.Module):
-    """Predicts the domain of a latent: per-frame linear layers with ELU, logits averaged over frames."""
+    """Predicts the domain of a latent: per-frame linear layers with ELU (after classifier_context
+    dilated layers over time, if any), logits averaged over frames."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        layers: list[nn.Module] = []
         width = cfg.latent_channels
+        self.context = None
+        if cfg.classifier_context:
+            self.context = nn.Sequential(
+                nn.Linear(width, cfg.classifier_channels), ResidualStack(cfg.classifier_channels, 1, cfg.classifier_context)
+            )
+            width = cfg.classifier_channels
+        layers: list[nn.Module] = []
         for _ in range(cfg.classifier_layers - 1):
             layers += [nn.Linear(width, cfg.classifier_channels), nn.ELU()]
             width = cfg.classifier_channels
@@ -331,6 +300,8 @@ class DomainClassifier(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """latent [B, frames, C] -> logits [B, domains]."""
+        if self.context is not None:
+            latent = self.context(latent)
         return self.net(latent).mean(dim=1)
 
 
@@ -423,9 +394,10 @@ class UMT(nn.Module):
             return codes
         return mu_law_encode(mu_law_decode(codes) - excitation.float().sum(-1))
 
-    def waveform(self, codes: torch.Tensor, excitation: torch.Tensor | None) -> torch.Tensor:
-        """Audio [B, T] of the codes [B, T] a WaveNet generated (the inverse of render_targets)."""
-        audio = mu_law_decode(codes)
+    def waveform(self, generated: torch.Tensor, excitation: torch.Tensor | None) -> torch.Tensor:
+        """Audio [..., T] of what a WaveNet generated, decoded from mu-law [..., T] (the inverse of
+        render_targets): itself, or with render_residual itself plus the excitation [..., T, E]."""
+        audio = generated
         if self.cfg.render_residual:
             audio = (audio + excitation.to(audio.device).sum(-1)).clamp(-1.0, 1.0)
         return audio
@@ -492,8 +464,3 @@ def describe(cfg: ModelConfig) -> str:
         lines.insert(2, f"frame networks: {cfg.spectrum_bins} semitone bins from MIDI {cfg.spectrum_midi_low}, "
                         f"receptive field {frame_field * cfg.pool * ms:.0f} ms")  # fmt: skip
     return "\n".join(lines)
-
-
-def check_crop(cfg: ModelConfig, crop: int, flag: str = "--crop") -> None:
-    if crop % cfg.pool or crop <= 0:
-        raise UserError(f"{flag} {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")

@@ -83,6 +83,13 @@ def level(amplitude: torch.Tensor) -> torch.Tensor:
     return 1 + torch.log(amplitude.clamp_min(LOG_FLOOR)) / -math.log(LOG_FLOOR)
 
 
+def apply_gain(levels: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+    """Levels [..., bins] of the sound with a gain of `db` [bins] dB per bin; bins at the floor
+    (silence) stay there, and nothing goes below it."""
+    shifted = (levels + db / (-20 * math.log10(LOG_FLOOR))).clamp_min(0.0)  # a level unit is 80 dB
+    return torch.where(levels > 0, shifted, levels)
+
+
 def amplitude(levels: torch.Tensor) -> torch.Tensor:
     """The inverse of `level` (levels at or below 0 give silence)."""
     return torch.where(levels > 0, LOG_FLOOR ** (1 - levels), torch.zeros_like(levels))

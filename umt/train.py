@@ -22,12 +22,10 @@ process with batch N*B.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -43,7 +41,9 @@ from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
 from umt.data.spectra import SpectralCrops, SpectrumStore
 from umt.errors import UserError
-from umt.model import UMT, DomainClassifier, ModelConfig, check_crop, describe, preset, shift_right
+from umt.model import UMT, DomainClassifier, ModelConfig, describe, shift_right
+from umt.presets import PRESETS, preset
+from umt.runtime import Process, autocast, autocast_dtype, start_process, stop_requests
 
 
 @dataclass
@@ -64,6 +64,11 @@ class TrainConfig:
     # -infinity, and a spectral run did, diverging after 5,500 steps); uniform: lambda * CE of
     # the classifier against the uniform distribution (bounded below by log(domains))
     confusion: str = "maximize"
+    # spectral: peak dB of a random spectral envelope on the encoder's input (0 = off), so the
+    # latent cannot carry the input's timbre (umt.data.augment)
+    timbre_augment: float = 0.0
+    # ModelConfig fields set over the preset's for a new run, e.g. {"latent_channels": 16}
+    model_overrides: dict = field(default_factory=dict)
     seed: int = 0
     workers: int = 2  # DataLoader processes (pitch augmentation runs there)
     precision: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), fp32, bf16, fp16
@@ -79,16 +84,6 @@ class TrainConfig:
         return [f.name for f in fields(cls)]
 
 
-# Batch sizes that suit each preset, used unless --batch-size / --crop say otherwise.
-PRESET_BATCH = {
-    "paper": {"batch_size": 4, "crop": 12000},  # as the paper
-    "small": {"batch_size": 8, "crop": 8000},  # 0.5 s, about eight decoder receptive fields
-    "spectral": {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400, "confusion": "uniform"},
-    "tiny": {"batch_size": 2, "crop": 4000},
-    "tiny-spectral": {"batch_size": 2, "crop": 3200, "render_batch_size": 2, "render_crop": 800, "confusion": "uniform"},
-}
-
-
 @dataclass
 class Run:
     """The live state of a run: what a checkpoint saves and restores."""
@@ -102,57 +97,6 @@ class Run:
     trainable: list[str]  # the domains whose decoders train
     step: int = 0
     best_val: float = math.inf
-
-
-# ---------------------------------------------------------------- devices and processes
-
-
-@dataclass(frozen=True)
-class Process:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """--device auto|cpu|cuda|cuda:N -> torch.device ('auto': CUDA when there is one)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available")
-    return torch.device(name)
-
-
-def start_process(device: str) -> Process:
-    """Join the torchrun process group if there is one, and pick this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = str(resolve_device(device))
-    if device == "cuda" and world > 1:
-        device = f"cuda:{local_rank}"
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-    return Process(rank, world, torch.device(device))
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None means full fp32."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def autocast(dtype: torch.dtype | None, device: torch.device):
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- building a run
@@ -222,6 +166,8 @@ def plan_run(
     Returns (config, train config, trainable domains, state to resume, base weights to start from).
     """
     last = out / "last.pt"
+    if (resume or add_domain) and options.get("model_overrides"):
+        raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
     if resume:
         state = load_checkpoint(last)
         tcfg = TrainConfig(**{**state["train"], **options})
@@ -240,8 +186,9 @@ def plan_run(
         return cfg, tcfg, [add_domain], None, base_state
     if base is not None:
         raise UserError("--from is used with --add-domain (to continue a run, use --resume)")
-    tcfg = TrainConfig(**{**PRESET_BATCH.get(options.get("preset", TrainConfig.preset), {}), **options})
-    return preset(tcfg.preset, manifest.domains), tcfg, list(manifest.domains), None, None
+    name = options.get("preset", TrainConfig.preset)
+    tcfg = TrainConfig(**{**(PRESETS[name].training if name in PRESETS else {}), **options})
+    return preset(tcfg.preset, manifest.domains, **tcfg.model_overrides), tcfg, list(manifest.domains), None, None
 
 
 # ---------------------------------------------------------------- one step
@@ -403,6 +350,12 @@ def train(
     check_crop(cfg, tcfg.crop)
     if tcfg.confusion not in ("maximize", "uniform"):
         raise UserError(f"--confusion {tcfg.confusion}: choose maximize or uniform")
+    positive = ("steps", "val_every", "val_items", "checkpoint_every", "audio_every", "log_every", "lr")
+    for name in positive:
+        if getattr(tcfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
+    if tcfg.timbre_augment < 0 or tcfg.workers < 0:
+        raise UserError("--timbre-augment and --workers must not be negative")
     if cfg.spectral:
         check_crop(cfg, tcfg.render_crop, "--render-crop")
         if min(tcfg.batch_size, tcfg.render_batch_size) < 0:
@@ -442,35 +395,64 @@ def train(
 
     render_samples = tcfg.render_batch_size * tcfg.render_crop if cfg.spectral else 0
     samples_per_step = len(trainable) * (tcfg.batch_size * tcfg.crop + render_samples) * proc.world
-    tic = time.perf_counter()
-    for batch in loader:
-        batch = step_batch(batch, tcfg, cfg.spectral, proc.device)
-        stats = train_step(run, model, classifier, batch, tcfg, dtype, proc.device)
-        if not proc.main:
-            continue
-        now = time.perf_counter()
-        stats["samples_per_s"] = samples_per_step / (now - tic)
-        stats["lr"] = run.scheduler.get_last_lr()[0]
-        tic = now
-        log.train(run.step, stats)
-        last_step = run.step == tcfg.steps
-        if val_sets and (run.step % tcfg.val_every == 0 or last_step):
-            results = validate(run.model, run.classifier, val_sets, tcfg.val_items, VAL_BATCH, dtype, proc.device)
-            log.validation(run.step, results)
-            if results["score"] < run.best_val:
-                run.best_val = results["score"]
-                save_checkpoint(out / "best.pt", checkpoint_state(run, cfg, tcfg))
-        if val_sets and not cfg.spectral and (run.step % tcfg.audio_every == 0 or last_step):
-            log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
-        if run.step % tcfg.checkpoint_every == 0 or last_step:
-            save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
-        tic = time.perf_counter()  # validation and saving do not count against throughput
+    with stop_requests() as stopping:
+        try:
+            tic = time.perf_counter()
+            for batch in loader:
+                _step(run, model, classifier, batch, tcfg, cfg, dtype, proc, log, val_sets, out, samples_per_step, tic)
+                if _stop_agreed(stopping, proc):
+                    break
+                tic = time.perf_counter()  # validation and saving do not count against throughput
+        except Exception:
+            if not stopping.is_set():  # else a DataLoader worker that the same Ctrl-C ended
+                raise
+        if stopping.is_set():
+            if proc.main:
+                save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
+                log.line(f"interrupted at step {run.step}: saved {out / 'last.pt'}; continue with --resume")
+                log.close()
+            raise KeyboardInterrupt
     if proc.main:
         log.line(f"step {run.step}: {out / 'last.pt'}")
         log.close()
     if proc.world > 1:
         dist.barrier()
     return run
+
+
+def _step(run: Run, model, classifier, batch, tcfg: TrainConfig, cfg: ModelConfig, dtype, proc: Process, log: Logger,
+          val_sets: dict, out: Path, samples_per_step: int, started: float) -> None:  # fmt: skip
+    """One training step (its batch fetched since `started`), and on the main process its log
+    line, validation and checkpoints."""
+    batch = step_batch(batch, tcfg, cfg.spectral, proc.device)
+    stats = train_step(run, model, classifier, batch, tcfg, dtype, proc.device)
+    if not proc.main:
+        return
+    stats["samples_per_s"] = samples_per_step / (time.perf_counter() - started)
+    stats["lr"] = run.scheduler.get_last_lr()[0]
+    log.train(run.step, stats)
+    last_step = run.step == tcfg.steps
+    if val_sets and (run.step % tcfg.val_every == 0 or last_step):
+        results = validate(run.model, run.classifier, val_sets, tcfg.val_items, VAL_BATCH, dtype, proc.device)
+        log.validation(run.step, results)
+        if results["score"] < run.best_val:
+            run.best_val = results["score"]
+            save_checkpoint(out / "best.pt", checkpoint_state(run, cfg, tcfg))
+    if val_sets and not cfg.spectral and (run.step % tcfg.audio_every == 0 or last_step):
+        log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
+    if run.step % tcfg.checkpoint_every == 0 or last_step:
+        save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
+
+
+def _stop_agreed(stopping, proc: Process) -> bool:
+    """Whether any process was asked to stop (all of them then stop after the same step)."""
+    if proc.world == 1:
+        return stopping.is_set()
+    flag = torch.tensor([float(stopping.is_set())], device=proc.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item():
+        stopping.set()
+    return stopping.is_set()
 
 
 VAL_BATCH = 8  # validation crops per forward pass
@@ -492,7 +474,8 @@ def crop_datasets(model: UMT, manifest: Manifest, tcfg: TrainConfig, domains: li
             continue
         if cfg.spectral:
             store = SpectrumStore(manifest, d, split, model.spectrum)
-            sets[d] = SpectralCrops(store, d, tcfg.crop // cfg.pool, tcfg.render_crop // cfg.pool, augment, tcfg.seed)
+            sets[d] = SpectralCrops(store, d, tcfg.crop // cfg.pool, tcfg.render_crop // cfg.pool, augment, tcfg.seed,
+                                   tcfg.timbre_augment)  # fmt: skip
         else:
             sets[d] = CropDataset(manifest, d, split, tcfg.crop, augment=augment, seed=tcfg.seed)
     return sets
@@ -579,3 +562,9 @@ class Logger:
         if self.bar:
             self.bar.close()
         self.writer.close()
+
+
+def check_crop(cfg: ModelConfig, crop: int, flag: str = "--crop") -> None:
+    """A crop (samples) must be whole latent frames."""
+    if crop % cfg.pool or crop <= 0:
+        raise UserError(f"{flag} {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")

@@ -1,202 +1,165 @@
-"""Translation of whole recordings: windowed encoding, chunked parallel decoding, stitching.
+"""`umt translate`: batch translation of files and folders.
 
-A recording of any length is
-  1. encoded once, in overlapping windows wide enough for the encoder's receptive field, so
-     the latent equals a whole-file encoding while memory stays bounded (a spectral encoder
-     works at frame rate and takes the whole file at once);
-  2. for a spectral decoder, turned into the target domain's semitone spectrum by its frame
-     network, and that into an excitation with free-running phases over the whole file, so
-     the oscillation runs on unbroken across chunks;
-  3. cut into chunks of frames that are decoded side by side as one batch (chunks of
-     several files share a batch). Each chunk starts OVERLAP_FRAMES early: the first frame
-     warms the decoder up and is dropped, the second is crossfaded (linearly: both sides render
-     the same conditioning, so they are correlated and equal-power gains would bulge) with the end
-     of the previous chunk, so chunks join without clicks or resets;
-  4. trimmed back to the input's exact length.
+Inputs are files or folders (searched recursively); OUT/<domain>/ mirrors each folder's
+tree. Every input is decoded and encoded once, then rendered in every target domain,
+several files sharing a decoding batch. Outputs are written atomically and existing ones
+are skipped (unless overwrite), so a killed job resumes where it stopped; a file that
+cannot be translated is reported and the rest carry on.
 """
 
 from __future__ import annotations
 
-import math
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
-import torch
-
-from umt import spectral
-from umt.audio import mu_law_encode
+from umt.audio import is_audio_file, load_audio, resample, write_audio
 from umt.errors import UserError
-from umt.generate import PackedDecoder, generate
-from umt.model import UMT
-
-RENDERERS = ("wavenet", "sines")  # sines: the excitation itself, a preview of a spectral decoder without its WaveNet
-OVERLAP_FRAMES = 2  # warm-up frame + crossfade frame at the start of every chunk
-ENCODE_WINDOW_SECONDS = 10.0
-STATE_BUDGET_BYTES = 2 << 30  # generation state the automatic batch size may use
-MAX_AUTO_BATCH = 512
-
-
-def encode_long(model: UMT, audio: torch.Tensor, window_frames: int) -> torch.Tensor:
-    """Latent [F, C] of mono audio [N] (N a multiple of pool), computed in windows of
-    `window_frames` frames plus a margin of context on each side that covers the
-    encoder's receptive field; equal to encoding the whole file at once."""
-    pool = model.cfg.pool
-    frames = audio.shape[0] // pool
-    margin = math.ceil(model.cfg.encoder_receptive_field / 2 / pool)
-    codes = mu_law_encode(audio)
-    parts = []
-    with torch.no_grad():
-        for first in range(0, frames, window_frames):
-            last = min(frames, first + window_frames)
-            lo, hi = max(0, first - margin), min(frames, last + margin)
-            latent = model.encode(codes[lo * pool : hi * pool].unsqueeze(0))[0]
-            parts.append(latent[first - lo : last - lo])
-    return torch.cat(parts)
+from umt.progress import Progress
+from umt.translator import Translator
 
 
 @dataclass(frozen=True)
-class Chunk:
-    item: int  # which recording
-    index: int  # which chunk of it
-    first_frame: int  # in the recording's padded latent
+class Job:
+    source: Path
+    rel: Path  # output path below OUT/<domain>/, with the output suffix
 
 
-class Translator:
-    """Translates mono audio (float32 numpy at the model rate) into the model's domains."""
-
-    def __init__(
-        self,
-        model: UMT,
-        device: torch.device,
-        batch_size: int | None = None,
-        chunk_seconds: float = 0.5,
-        temperature: float = 1.0,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        streams: int | None = None,
-        renderer: str = "wavenet",
-    ):
-        cfg = model.cfg
-        if renderer not in RENDERERS:
-            raise UserError(f"--renderer {renderer}: choose from {', '.join(RENDERERS)}")
-        if renderer == "sines" and not cfg.spectral:
-            raise UserError("--renderer sines: the model's decoders predict no spectrum (it is not a spectral model)")
-        self.renderer = renderer
-        self.model = model.to(device).eval()
-        self.device, self.temperature, self.seed, self.streams = device, temperature, seed, streams
-        self.pool = cfg.pool
-        self.chunk_frames = max(1, round(chunk_seconds * cfg.sample_rate / cfg.pool))
-        self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.pool))
-        renderers = {d: model.decoders[d].renderer if cfg.spectral else model.decoders[d] for d in cfg.domains}
-        self.packed = {d: PackedDecoder(r, cfg.pool, dtype) for d, r in renderers.items()}
-        # By default as many chunks in parallel as 2 GiB of generation state allows (the paper
-        # decoder keeps 4 s of history per layer: 34 MB a row): 63 rows for `paper`, 512 for `small`.
-        per_row = next(iter(self.packed.values())).state_bytes_per_row()
-        self.batch_size = batch_size or max(1, min(MAX_AUTO_BATCH, STATE_BUDGET_BYTES // per_row))
-        with torch.no_grad():  # the conditioning of silence: the context before a recording starts
-            self.silence = (
-                torch.zeros(cfg.spectrum_bins, device=device) if cfg.spectral  # every level at the floor
-                else model.encode(mu_law_encode(torch.zeros(1, cfg.pool, device=device)))[0, 0]
-            )  # fmt: skip
-
-    @property
-    def domains(self) -> list[str]:
-        return self.model.cfg.domains
-
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded; over
-        the spectrum F + 1, the frame centred on the end included)."""
-        if audio.size < self.pool:
-            raise UserError(f"too short ({audio.size} samples; one latent frame is {self.pool})")
-        frames = math.ceil(audio.size / self.pool)
-        padded = torch.zeros(frames * self.pool, device=self.device)
-        padded[: audio.size] = torch.from_numpy(audio).to(self.device)
-        if self.model.cfg.encoder_input == "spectrum":
-            with torch.no_grad():
-                return self.model.encode(mu_law_encode(padded)[None])[0]
-        return encode_long(self.model, padded, self.encode_frames)
-
-    def conditioning(self, latent: torch.Tensor, domain: str, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the domain's WaveNet renders from a latent [F, C]: per-frame conditioning
-        [F', C'] and, for a spectral decoder, the excitation [F' * pool, E] beside it.
-
-        A spectral decoder's frame network predicts the spectrum levels; its peaks, with
-        phases running freely from a start seeded by (seed, domain, key), make the excitation."""
-        cfg = self.model.cfg
-        if not cfg.spectral:
-            return latent, None
-        with torch.no_grad():
-            levels = self.model.decoders[domain].spectrum(latent[None])[0].float()
-            if cfg.encoder_input != "spectrum":  # one frame per pool samples: repeat the last for the end
-                levels = torch.cat([levels, levels[-1:]])
-            generator = torch.Generator().manual_seed(_chunk_seed(self.seed, domain, key, -1))
-            phase = spectral.free_phases(levels.shape[0], 1, self.model.freqs.cpu(), cfg.pool, cfg.sample_rate, generator)
-            amp = spectral.peaks(spectral.amplitude(levels))
-            excitation = self.model.excitation(amp[None], phase.to(amp.device))[0]
-        return levels[: levels.shape[0] - 1], excitation
-
-    def decode(
-        self,
-        latents: list[torch.Tensor],
-        lengths: list[int],
-        domain: str,
-        keys: list[str],
-        progress: Callable[[int], None] | None = None,
-    ) -> list[np.ndarray]:
-        """Render each latent [F_i, C] in `domain`; returns audio trimmed to lengths[i].
-
-        keys name the recordings (e.g. their paths): with the seed and the domain they seed
-        each chunk's sampling, so a file's output does not depend on its batch-mates."""
-        if domain not in self.packed:
-            raise UserError(f"unknown domain {domain!r}; the model has {', '.join(self.domains)}")
-        inputs = [self.conditioning(latent, domain, key) for latent, key in zip(latents, keys)]
-        if self.renderer == "sines":
-            return [excitation.sum(-1)[:n].clamp(-1, 1).cpu().numpy() for (_, excitation), n in zip(inputs, lengths)]
-        # Chunks no longer than the longest recording: short inputs are not padded to a full chunk.
-        c = min(self.chunk_frames, max(cond.shape[0] for cond, _ in inputs))
-        k, p = OVERLAP_FRAMES, self.pool
-        padded = [self._pad(cond, excitation, c) for cond, excitation in inputs]
-        chunks = [
-            Chunk(item, j, j * c) for item, (cond, _) in enumerate(padded) for j in range((cond.shape[0] - k) // c)
-        ]
-        outputs = [np.zeros(cond.shape[0] * p, dtype=np.float32) for cond, _ in padded]
-        for start in range(0, len(chunks), self.batch_size):
-            batch = chunks[start : start + self.batch_size]
-            window = [slice(ch.first_frame, ch.first_frame + c + k) for ch in batch]
-            cond = torch.stack([padded[ch.item][0][w] for ch, w in zip(batch, window)])
-            excitation = None
-            if padded[0][1] is not None:
-                excitation = torch.stack([padded[ch.item][1][w.start * p : w.stop * p] for ch, w in zip(batch, window)])
-            seeds = [_chunk_seed(self.seed, domain, keys[ch.item], ch.index) for ch in batch]
-            codes = generate(self.packed[domain], cond, self.temperature, seeds, self.streams, progress, excitation)
-            audio = self.model.waveform(codes, excitation).cpu().numpy()
-            for ch, row in zip(batch, audio):
-                self._stitch(outputs[ch.item], row, ch.first_frame * p)
-        return [out[k * p : k * p + n] for out, n in zip(outputs, lengths)]
-
-    def _pad(self, cond: torch.Tensor, excitation: torch.Tensor | None, chunk: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """OVERLAP_FRAMES of silence before (the first chunk's warm-up), silence after up to a
-        whole number of chunks; the excitation (if any) likewise, with zeros."""
-        tail = -cond.shape[0] % chunk
-        cond = torch.cat([self.silence.expand(OVERLAP_FRAMES, -1), cond, self.silence.expand(tail, -1)])
-        if excitation is not None:
-            p = self.pool
-            excitation = torch.cat([excitation.new_zeros(OVERLAP_FRAMES * p, excitation.shape[1]), excitation,
-                                    excitation.new_zeros(tail * p, excitation.shape[1])])  # fmt: skip
-        return cond, excitation
-
-    def _stitch(self, out: np.ndarray, chunk: np.ndarray, at: int) -> None:
-        """Write a chunk that starts at sample `at`: its warm-up frame is dropped, its second
-        frame crossfades with what the previous chunk left there, the rest is copied."""
-        p = self.pool
-        fade_at = at + p
-        join = slice(fade_at, fade_at + p)
-        ramp = (np.arange(p, dtype=np.float32) + 0.5) / p
-        out[join] = out[join] * (1 - ramp) + chunk[p : 2 * p] * ramp
-        out[fade_at + p : at + chunk.size] = chunk[2 * p :]
+@dataclass
+class Report:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # outputs that already existed
+    failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _chunk_seed(seed: int, domain: str, key: str, index: int) -> int:
-    return zlib.crc32(f"{seed}\0{domain}\0{key}\0{index}".encode())
+def find_jobs(inputs: list[Path], suffix: str) -> list[Job]:
+    """Every audio file named or found under a named folder, with its output path."""
+    jobs: dict[Path, Job] = {}
+    for given in inputs:
+        if given.is_dir():
+            found = sorted(p for p in given.rglob("*") if p.is_file() and is_audio_file(p))
+            pairs = [(p, p.relative_to(given)) for p in found]
+        elif given.exists():
+            pairs = [(given, Path(given.name))]
+        else:
+            raise UserError(f"{given}: no such file or folder")
+        for path, rel in pairs:
+            out_rel = rel.with_suffix(suffix)
+            if out_rel in jobs:
+                raise UserError(f"{path} and {jobs[out_rel].source} would both be written as {out_rel}")
+            jobs[out_rel] = Job(path, out_rel)
+    return sorted(jobs.values(), key=lambda j: j.rel.as_posix())
+
+
+def check_output_folder(out: Path, domains: list[str]) -> None:
+    """Make OUT and make sure files can be written in OUT/<domain>/, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for domain in domains:
+            folder = out / domain
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"-o {out}: {folder} exists and is not a folder")
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UserError(f"-o {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/8' -> (2, 8): shard 2 of 8, counted from 0."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise UserError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return index, count
+
+
+def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """Every count-th job, starting at index: shards 0..count-1 cover each job exactly once."""
+    return jobs[index::count]
+
+
+def convert(
+    translator: Translator,
+    jobs: list[Job],
+    domains: list[str],
+    out: Path,
+    overwrite: bool = False,
+    sample_rate: int | None = None,
+) -> Report:
+    """Translate every job into every domain (outputs at sample_rate, default the model's)."""
+    report = Report()
+    rate = translator.model.cfg.sample_rate
+    out_rate = sample_rate or rate
+    todo = []
+    for job in jobs:
+        targets = {d: out / d / job.rel for d in domains}
+        missing = [d for d, path in targets.items() if overwrite or not path.exists()]
+        report.skipped += [targets[d] for d in domains if d not in missing]
+        if missing:
+            todo.append((job, missing))
+
+    samples = sum(_estimated_samples(job.source, rate) * len(missing) for job, missing in todo)
+    with Progress(len(todo), "files", "file") as files, Progress(samples, "generating", "sample", position=1) as generated:
+        for group in _groups(todo, translator):
+            loaded = []
+            for job, missing in group:
+                try:
+                    audio = load_audio(job.source, rate)
+                    loaded.append((job, missing, audio, translator.encode(audio)))
+                except UserError as exc:
+                    report.failed.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
+                    files.update()
+            for domain in domains:
+                wanted = [entry for entry in loaded if domain in entry[1]]
+                if not wanted:
+                    continue
+                rendered = translator.decode(
+                    [e[3] for e in wanted], [e[2].size for e in wanted], domain, [e[0].rel.as_posix() for e in wanted],
+                    progress=generated.update,
+                )  # fmt: skip
+                for (job, _, _, _), audio in zip(wanted, rendered):
+                    path = out / domain / job.rel
+                    write_audio(path, resample(audio, rate, out_rate), out_rate)
+                    report.written.append(path)
+            files.update(len(loaded))
+    return report
+
+
+def _groups(todo: list, translator: Translator):
+    """Consecutive files whose chunks together fill about one decoding batch (a long file
+    alone): enough to keep the batch full, few enough to bound memory."""
+    group: list = []
+    chunks = 0
+    per_chunk = translator.chunk_frames * translator.pool
+    for entry in todo:
+        size = _estimated_samples(entry[0].source, translator.model.cfg.sample_rate)
+        group.append(entry)
+        chunks += max(1, -(-size // per_chunk))
+        if chunks >= translator.batch_size:
+            yield group
+            group, chunks = [], 0
+    if group:
+        yield group
+
+
+def _estimated_samples(path: Path, rate: int) -> int:
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+        return int(info.frames * rate / info.samplerate)
+    except (sf.SoundFileError, RuntimeError, OSError):  # unreadable: reported when it is loaded
+        return 0
+
+
+def summary(report: Report) -> str:
+    lines = [f"wrote {len(report.written)} file(s), skipped {len(report.skipped)} existing (use --overwrite to redo)"]
+    if report.failed:
+        lines.append(f"{len(report.failed)} input(s) failed:")
+        lines += [f"  {path}: {reason}" for path, reason in report.failed]
+    return "\n".join(lines)

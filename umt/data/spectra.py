@@ -5,7 +5,8 @@ when a run starts and kept in memory (about 75 MB per 16 minutes of audio), so a
 step of the frame-rate networks costs no signal processing at all. An item holds
   - a frame crop: the clean spectrum levels (the frame network's target) and the same with the
     paper's pitch augmentation applied at the front end (a random 1/4..1/2 of the crop moved by
-    up to half a semitone), the encoder's input;
+    up to half a semitone) and, optionally, a random spectral envelope (umt.data.augment), the
+    encoder's input;
   - a render crop: mu-law codes of the audio, the spectrum levels of its frames (the renderer's
     conditioning) and amplitude and phase of its frames plus one (the excitation).
 Like CropDataset, item i is a pure function of (seed, domain, i).
@@ -20,10 +21,10 @@ import torch
 from torch.utils.data import Dataset
 
 from umt.audio import mu_law_encode
-from umt.data.augment import random_segment
+from umt.data.augment import random_envelope, random_segment
 from umt.data.manifest import Manifest, pcm_to_float
 from umt.errors import UserError
-from umt.spectral import SemitoneSpectrum, level, shift_segment
+from umt.spectral import SemitoneSpectrum, apply_gain, level, shift_segment
 
 ANALYSIS_SECONDS = 60  # audio analysed at once (bounds the memory of the transform)
 
@@ -72,12 +73,14 @@ def analyse(spectrum: SemitoneSpectrum, audio: np.ndarray) -> tuple[torch.Tensor
 class SpectralCrops(Dataset):
     """Random frame crops and render crops of one domain (see the module docstring).
 
-    frame_crop and render_crop are in frames; 0 leaves that part out of the items.
+    frame_crop and render_crop are in frames; 0 leaves that part out of the items. With
+    augment, timbre_db > 0 adds a random envelope of up to that many dB to the encoder's input.
     """
 
     def __init__(self, store: SpectrumStore, domain: str, frame_crop: int, render_crop: int,
-                 augment: bool = True, seed: int = 0):  # fmt: skip
+                 augment: bool = True, seed: int = 0, timbre_db: float = 0.0):  # fmt: skip
         self.store, self.frame_crop, self.render_crop, self.augment, self.seed = store, frame_crop, render_crop, augment, seed
+        self.timbre_db = timbre_db
         self.domain_key = zlib.crc32(domain.encode())
         longest = max(frame_crop, render_crop)
         self.files = [i for i in range(len(store.entries)) if store.frames(i) >= longest]
@@ -102,9 +105,12 @@ class SpectralCrops(Dataset):
             item["levels"] = clean
             if self.augment:
                 seg = random_segment(self.frame_crop, rng)
-                item["levels_in"] = shift_segment(
+                levels_in = shift_segment(
                     clean[None], torch.tensor([seg.start]), torch.tensor([seg.stop]), torch.tensor([seg.semitones])
                 )[0]
+                if self.timbre_db:
+                    levels_in = apply_gain(levels_in, torch.from_numpy(random_envelope(clean.shape[-1], rng, self.timbre_db)))
+                item["levels_in"] = levels_in
             else:
                 item["levels_in"] = clean
         if self.render_crop:
