@@ -163,6 +163,7 @@ def evaluate(
         for source in domains:
             inputs = by_domain[source]
             latents = [translator.encode(c.audio) for c in inputs]
+            input_levels = [translator.levels(c.audio) for c in inputs] if paired and spectral else []
             # what the judge makes of the untouched inputs: the identity row and the ground-truth accuracy
             input_guesses = judge.classify([c.audio for c in inputs]) if judge is not None else None
             for target in domains:
@@ -187,13 +188,11 @@ def evaluate(
                     results["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(r, g.audio) for _, r, g in scored)
                     identity["logmel_l1"].setdefault(source, {})[target] = _mean(log_mel_l1(c.audio, g.audio) for c, _, g in scored)
                 if paired and spectral:  # the frame network alone: its predicted spectrum against the truth's
-                    truths = [(c, latent, translator.levels(g.audio)) for c, latent, g in zip(inputs, latents, references) if g]
+                    truths = [(own, latent, translator.levels(g.audio)) for own, latent, g in zip(input_levels, latents, references) if g]
                     results["spectrum_l1"].setdefault(source, {})[target] = _mean(
                         _l1(translator.spectrum(latent, target), truth) for _, latent, truth in truths
                     )
-                    identity["spectrum_l1"].setdefault(source, {})[target] = _mean(
-                        _l1(translator.levels(c.audio), truth) for c, _, truth in truths
-                    )
+                    identity["spectrum_l1"].setdefault(source, {})[target] = _mean(_l1(own, truth) for own, _, truth in truths)
                 if judge is not None:
                     index = judge.cfg.domains.index(target)
                     results["target_accuracy"].setdefault(source, {})[target] = float(np.mean(judge.classify(rendered) == index))

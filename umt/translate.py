@@ -103,9 +103,10 @@ def convert(
         if missing:
             todo.append((job, missing))
 
-    samples = sum(_estimated_samples(job.source, rate) * len(missing) for job, missing in todo)
+    sizes = [_estimated_samples(job.source, rate) for job, _ in todo]  # read once: the progress total and the batching
+    samples = sum(size * len(missing) for size, (_, missing) in zip(sizes, todo))
     with Progress(len(todo), "files", "file") as files, Progress(samples, "generating", "sample", position=1) as generated:
-        for group in _groups(todo, translator):
+        for group in _groups(todo, sizes, translator):
             loaded = []
             for job, missing in group:
                 try:
@@ -130,14 +131,13 @@ def convert(
     return report
 
 
-def _groups(todo: list, translator: Translator):
-    """Consecutive files whose chunks together fill about one decoding batch (a long file
-    alone): enough to keep the batch full, few enough to bound memory."""
+def _groups(todo: list, sizes: list[int], translator: Translator):
+    """Consecutive files (of estimated sizes in samples) whose chunks together fill about one
+    decoding batch (a long file alone): enough to keep the batch full, few enough to bound memory."""
     group: list = []
     chunks = 0
     per_chunk = translator.chunk_frames * translator.pool
-    for entry in todo:
-        size = _estimated_samples(entry[0].source, translator.model.cfg.sample_rate)
+    for entry, size in zip(todo, sizes):
         group.append(entry)
         chunks += max(1, -(-size // per_chunk))
         if chunks >= translator.batch_size:
