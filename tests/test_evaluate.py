@@ -39,7 +39,7 @@ def test_chroma_similarity():
 METRICS_KEYS = {  # documented in the README, section Evaluation
     "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "target_accuracy",
     "chroma_similarity", "pitch_class_agreement", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy",
-    "reconstruction", "renderer", "spectrum_l1", "judge_test_accuracy",
+    "reconstruction", "renderer", "spectrum_l1", "judge_test_accuracy", "split", "latent",
 }  # fmt: skip
 
 
@@ -117,6 +117,13 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, paired_corpus: Path,
     # pyin hears the same pitch class an octave apart
     assert metrics["identity"]["pitch_class_agreement"]["low"]["high"] > 0.8
     assert metrics["spectrum_l1"] is None  # a WaveNet decoder predicts no spectrum
+    assert metrics["split"] == "test" and metrics["latent"] == "continuous"
+    # settings are chosen on the val split: its pieces, with their own ground truth
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(paired_corpus), "--out", str(tmp_path / "val"),
+                 "--clips", "1", "--seconds", "0.5", "--figures", "0", "--split", "val"]) == 0  # fmt: skip
+    val = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert val["split"] == "val" and val["logmel_l1"]["low"]["high"] > 0
+    assert val["logmel_l1"]["low"]["high"] != metrics["logmel_l1"]["low"]["high"]  # other clips
 
 
 def test_a_spectral_model_scores_its_predicted_spectra_against_the_truth(tiny_spectral_checkpoint: Path, paired_corpus: Path,

@@ -45,3 +45,40 @@ def test_delays_pair_each_stream_with_the_frame_a_delayed_lm_predicts_beside_it(
     streams = torch.cat([a, b])
     assert independence_mmd(streams, generator=g).item() < 0.01  # frame by frame: unrelated
     assert independence_mmd(streams, delays=[0, 1], generator=g).item() > 0.05  # a[t] beside b[t - 1]
+
+
+# ---------------------------------------------------------------- the tokenizer and the dependence measures
+
+from umt.quantization.dependence import codebook_dependence, mutual_information, perplexity  # noqa: E402
+from umt.quantization.tokenizer import Tokenizer  # noqa: E402
+
+
+def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_input():
+    torch.manual_seed(0)
+    tokenizer = Tokenizer(8, codebooks=3, codebook_size=16)
+    latent = torch.randn(2, 40, 8, requires_grad=True)
+    out = tokenizer(latent)  # training mode: k-means initialises the codebooks
+    assert out.codes.shape == (2, 40, 3) and out.streams.shape == (3, 2, 40, 8)
+    assert int(out.codes.max()) < 16 and out.penalty.ndim == 0
+    out.streams[2].sum().backward()  # straight-through: each codebook's vector moves with the input
+    assert latent.grad.abs().sum() > 0
+    tokenizer.eval()
+    with torch.no_grad():
+        again = tokenizer(latent)
+        assert torch.allclose(tokenizer.decode(again.codes), again.latent, atol=1e-5)
+        # the streams add up to the quantised vector (before the output map)
+        assert torch.allclose(tokenizer.project_out(again.streams.sum(0)), again.latent, atol=1e-5)
+        # more codebooks, closer to the input: the residual of the last is smaller than the first's
+        first = tokenizer.project_out(again.streams[0])
+        assert (again.latent - latent).norm() < (first - latent).norm()
+
+
+def test_mutual_information_of_known_pairs():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randint(0, 32, (2, 20000), generator=g)
+    copy_with_one_bit_lost = (a // 2) * 2  # I(a; copy) = 5 - 1 = 4 bits
+    figures = codebook_dependence(torch.stack([a, b, copy_with_one_bit_lost], dim=1), 32)
+    assert abs(figures["mi"][0][2] - 4.0) < 0.01
+    assert figures["mi"][0][1] < 0.02 and figures["floor"][0][2] < 0.02  # independent, and the permuted floor
+    assert abs(mutual_information(a, b, 32)) < 0.02
+    assert abs(perplexity(a, 32) - 32) < 0.5 and abs(perplexity(copy_with_one_bit_lost, 32) - 16) < 0.5

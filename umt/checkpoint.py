@@ -13,6 +13,7 @@ import torch
 
 from umt.errors import UserError
 from umt.fileio import atomic_path
+from umt.lm import LM_KIND
 from umt.model import UMT, ModelConfig
 
 
@@ -77,9 +78,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     return model.to(device).eval()
 
 
-def export_model(source: Path, target: Path, renderers_from: Path | None = None) -> tuple[Path, dict[str, Any]]:
+def export_model(
+    source: Path, target: Path, renderers_from: Path | None = None, lms: list[Path] = ()
+) -> tuple[Path, dict[str, Any]]:
     """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
     sharing or shipping; into target/<source name> when target is a folder. Returns what was written.
+
+    lms: token LMs (`umt lm train` runs) the model carries, by mode, for `umt generate`.
 
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
     halves of the spectral recipe trained in separate processes, one per core). Weights go
@@ -96,6 +101,14 @@ def export_model(source: Path, target: Path, renderers_from: Path | None = None)
             model.decoders[domain].renderer.load_state_dict(other.decoders[domain].renderer.state_dict())
         model.cfg.render_residual = other.cfg.render_residual  # how its renderers were trained
         extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
+    for path in lms:
+        lm_state = load_checkpoint(path)
+        if lm_state.get("kind") != LM_KIND:
+            raise UserError(f"--lm {path}: not a token LM (train one with `umt lm train`)")
+        if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (model.cfg.codebooks, model.cfg.codebook_size):
+            raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
+        keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
+        extra.setdefault("lm", {})[lm_state["config"]["mode"]] = {k: v for k, v in lm_state.items() if k in keep}
     model_only = {"config": model.cfg.to_dict(), "model": model.state_dict(), "step": state.get("step"),
                   "train": state.get("train"), **extra}  # fmt: skip
     save_checkpoint(target, model_only)

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_judge(commands)
     _add_evaluate(commands)
     _add_export(commands)
+    _add_tokenizer(commands)
+    _add_lm(commands)
+    _add_generate(commands)
     return parser
 
 
@@ -80,6 +83,13 @@ def _renderer_flag(parser: argparse.ArgumentParser) -> None:
         "--renderer", choices=["wavenet", "sines"], default="wavenet",
         help="wavenet: each domain's autoregressive WaveNet; sines (spectral models): the predicted spectrum played "
         "by a bank of sinusoids, a quick preview without the WaveNet (default: %(default)s)",
+    )  # fmt: skip
+
+
+def _tokens_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tokens", action="store_true",
+        help="go through the model's tokens: the latent its tokenizer quantises (umt tokenizer train)",
     )  # fmt: skip
 
 
@@ -194,7 +204,8 @@ def _add_train(commands) -> None:
     p.add_argument("prep", type=Path, metavar="PREP", help="a folder written by `umt prepare`")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and TensorBoard logs")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--from", dest="base", type=Path, help="with --add-domain: the checkpoint to extend")
+    p.add_argument("--from", dest="base", type=Path, help="start from this checkpoint: alone, fine-tune all its decoders on its frozen encoder; "
+                   "with --add-domain, the model to extend")
     p.add_argument("--add-domain", help="train only a new decoder for this domain of PREP; all else frozen")
     _device_flag(p)
     flags = {
@@ -214,6 +225,10 @@ def _add_train(commands) -> None:
         ),
         "timbre_augment": dict(
             type=float, metavar="DB", help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off"
+        ),
+        "mmd_weight": dict(type=float, help="a model with a tokenizer: weight of the independence loss between its codebooks"),
+        "mmd_delayed": dict(
+            action=argparse.BooleanOptionalAction, help="compare codebooks at the parallel token LM's delays (k frames apart)"
         ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),
@@ -301,6 +316,7 @@ def _add_translate(commands) -> None:
     _temperature_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
+    _tokens_flag(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
     p.add_argument("--sample-rate", type=int, help="resample the outputs to this rate (soxr; default: the model's)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -347,7 +363,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     check_output_folder(args.out, targets)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
-        torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer,
+        torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
     report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     print(summary(report))
@@ -402,12 +418,16 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--data", type=Path, required=True, help="a prepared dataset (umt prepare)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--judge", type=Path, help="the judge (JUDGE/judge.pt or JUDGE); without it, no target accuracy")
-    p.add_argument("--clips", type=int, default=8, help="test clips per source domain (default: %(default)s)")
+    p.add_argument("--clips", type=int, default=8, help="clips per source domain (default: %(default)s)")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="where the clips come from: test (unseen pieces; report figures) or val (to choose settings by) "
+                   "(default: %(default)s)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
     _temperature_flag(p)
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
     _renderer_flag(p)
+    _tokens_flag(p)
     _device_flag(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -434,13 +454,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             print(f"warning: the judge is right on only {judge_accuracy:.0%} of real test audio (below {TRUSTED_JUDGE:.0%}): "
                   "its target accuracies say little; train it longer (umt judge train --steps)", file=sys.stderr)  # fmt: skip
     translator = Translator(
-        load_model(args.model, device), device, args.batch_size, temperature=args.temperature, renderer=args.renderer
-    )
+        load_model(args.model, device), device, args.batch_size, temperature=args.temperature, renderer=args.renderer,
+        tokens=args.tokens,
+    )  # fmt: skip
     metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures,
-                       judge_accuracy=judge_accuracy)  # fmt: skip
+                       judge_accuracy=judge_accuracy, split=args.split)  # fmt: skip
     for domain, n in metrics["clips_per_domain"].items():
         if n < args.clips:
-            print(f"note: {domain} has only {n} test clip(s) of {args.seconds:g} s (asked for {args.clips})")
+            print(f"note: {domain} has only {n} {args.split} clip(s) of {args.seconds:g} s (asked for {args.clips})")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
     for key in ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "spectrum_l1"):
         if metrics[key] is not None:
@@ -464,13 +485,223 @@ def _add_export(commands) -> None:
         help="spectral models: take the WaveNet renderers from CKPT2 (e.g. a run with --batch-size 0 trained beside "
         "a frames-only run, one per core)",
     )  # fmt: skip
+    p.add_argument(
+        "--lm", type=Path, action="append", default=[], metavar="LM",
+        help="carry this token LM (an `umt lm train` run or its best.pt) in the model, for `umt generate` "
+        "(repeatable: one per mode)",
+    )  # fmt: skip
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from umt.checkpoint import export_model
 
-    out, state = export_model(args.checkpoint, args.out, args.renderers_from)
+    out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm)
     renderers = f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})" if args.renderers_from else ""
-    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}")
+    lms = f", token LM {', '.join(state['lm'])}" if state.get("lm") else ""
+    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}{lms}")
+    return 0
+
+
+# ---------------------------------------------------------------- tokens: tokenizer, LM, generate
+
+
+TOKENIZER_RUN = {"steps": 1500, "lr": 5e-4, "mmd_weight": 0.0}  # what `umt tokenizer train` changes of the base's training
+
+
+def _add_tokenizer(commands) -> None:
+    p = commands.add_parser("tokenizer", help="a residual-VQ tokenizer of the latent, and how independent its codebooks are")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="fit a tokenizer onto a trained model",
+        description="Inserts a residual VQ between the encoder and the decoders of MODEL and trains it (its "
+        "codebooks and the linear maps around it) through the frozen model: the frame networks' loss on the quantised "
+        "latent, the commitment loss and, with --mmd-weight, the independence loss. Writes a run like umt train "
+        "(OUT/best.pt is the model with its tokenizer).",
+    )
+    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("--from", dest="base", type=Path, help="the trained model (a checkpoint or run folder)")
+    t.add_argument("--out", type=Path, required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    # defaults of a new run; on --resume, only the flags given change the stored settings
+    t.add_argument("--codebooks", type=int, default=4, help="K (default: %(default)s)")
+    t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
+    t.add_argument("--mmd-weight", type=float, help=f"weight of the independence loss (default: {TOKENIZER_RUN['mmd_weight']})")
+    t.add_argument("--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays")
+    t.add_argument(
+        "--tune-decoders", action="store_true",
+        help="fine-tune the frame networks to the quantised latent too (by default they stay as they are, so the "
+        "model's continuous translations do not change)",
+    )  # fmt: skip
+    t.add_argument("--steps", type=int, help=f"(default: {TOKENIZER_RUN['steps']})")
+    t.add_argument("--lr", type=float, help=f"(default: {TOKENIZER_RUN['lr']})")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the base model's run's)")
+    _device_flag(t)
+    t.set_defaults(run=_run_tokenizer_train)
+    m = actions.add_parser(
+        "measure",
+        help="mutual information between codebooks and their perplexity, on a split's tokens",
+        description="Tokenizes every file of a split and prints the mutual information (bits; Miller-Madow "
+        "corrected) between every pair of codebooks, its floor (one stream permuted), and each codebook's perplexity.",
+    )
+    m.add_argument("--model", type=Path, required=True)
+    m.add_argument("--data", type=Path, required=True, help="a prepared dataset")
+    m.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default: %(default)s)")
+    m.add_argument("--json", type=Path, help="also write the figures here")
+    _device_flag(m)
+    m.set_defaults(run=_run_tokenizer_measure)
+
+
+def _run_tokenizer_train(args: argparse.Namespace) -> int:
+    from umt.train import train
+
+    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0:
+        raise UserError("--codebooks must be positive, --codebook-size at least 2, --mmd-weight not negative")
+    given = {k: getattr(args, k) for k in ("steps", "lr", "mmd_weight", "precision") if getattr(args, k) is not None}
+    if args.no_mmd_delays:
+        given["mmd_delayed"] = False
+    options = given
+    if not args.resume:
+        if args.base is None:
+            raise UserError("--from MODEL: name the trained model to fit a tokenizer onto (or --resume a run)")
+        model = {"codebooks": args.codebooks, "codebook_size": args.codebook_size}
+        options = {**TOKENIZER_RUN, "render_batch_size": 0, "model_overrides": model, "freeze_decoders": not args.tune_decoders, **given}
+    train(args.prep, args.out, options, args.device, args.resume, None if args.resume else args.base)
+    return 0
+
+
+def _run_tokenizer_measure(args: argparse.Namespace) -> int:
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.fileio import write_json
+    from umt.tokens import measure
+    from umt.translator import Translator
+
+    device = _device(args.device)
+    figures = measure(Translator(load_model(args.model, device), device, tokens=True), Manifest.read(args.data), args.split)
+    k = len(figures["perplexity"])
+    print(f"{figures['frames']} frames of the {args.split} split; mutual information between codebooks (bits), floor in brackets:")
+    for i in range(k):
+        print("  " + "  ".join("   -   " if i == j else f"{figures['mi'][i][j]:.3f} ({figures['floor'][i][j]:.3f})" for j in range(k)))
+    print(f"mean over pairs {figures['mean_mi']:.3f} bits (floor {figures['mean_floor']:.3f})")
+    print("perplexity per codebook: " + ", ".join(f"{p:.1f}" for p in figures["perplexity"]))
+    if args.json:
+        write_json(args.json, figures)
+    return 0
+
+
+def _add_lm(commands) -> None:
+    from umt.lm import MODES, LMConfig
+
+    p = commands.add_parser("lm", help="the token language model")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="train a token LM on a model's tokens of a prepared dataset",
+        description="Tokenizes the train and val splits (every domain) with MODEL's tokenizer and trains a small "
+        "causal transformer on windows of --context frames; writes OUT/last.pt and OUT/best.pt (lowest val NLL), "
+        "and scores best.pt on the test split at the end.",
+    )
+    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("--model", type=Path, required=True, help="a model with a tokenizer")
+    t.add_argument("--out", type=Path, required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--mode", choices=MODES, default="parallel", help="parallel (one step a frame, K heads, delays) or joint "
+                   "(one step a token) (default: %(default)s)")  # fmt: skip
+    for name in ("layers", "heads", "dim", "context"):
+        t.add_argument(f"--{name}", type=int, default=getattr(LMConfig, name), help="(default: %(default)s)")
+    t.add_argument("--steps", type=int, default=3000, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=16, help="windows a step (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    t.add_argument("--val-every", type=int, default=250, help="(default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    _device_flag(t)
+    t.set_defaults(run=_run_lm_train)
+
+
+def _run_lm_train(args: argparse.Namespace) -> int:
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.lm import LMConfig
+    from umt.tokens import train_lm
+    from umt.translator import Translator
+
+    if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0:
+        raise UserError("--steps, --batch-size, --val-every and --lr must be positive")
+    device = _device(args.device)
+    model = load_model(args.model, device)
+    if model.tokenizer is None:
+        raise UserError(f"{args.model}: the model has no tokenizer (fit one with `umt tokenizer train`)")
+    cfg = LMConfig(model.cfg.codebooks, model.cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context)
+    cfg.check()
+    scores = train_lm(Translator(model, device, tokens=True), Manifest.read(args.prep), args.out, cfg, args.steps,
+                      args.batch_size, args.lr, args.seed, args.val_every, args.resume)  # fmt: skip
+    test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
+    print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
+    return 0
+
+
+def _add_generate(commands) -> None:
+    from umt.lm import MODES
+
+    p = commands.add_parser(
+        "generate",
+        help="continue a prompt with the token LM and render it in a domain",
+        description="Encodes and tokenizes the prompt, continues its tokens by --seconds with the token LM, and "
+        "renders the continuation (the prompt before it as context) with the domain's decoder. An existing OUT is "
+        "kept unless --overwrite.",
+    )
+    p.add_argument("--prompt", type=Path, required=True, help="an audio file")
+    p.add_argument("--seconds", type=float, required=True, help="length of the continuation")
+    p.add_argument("--to", required=True, help="the domain that renders it")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output file (.wav or .flac)")
+    p.add_argument("--model", type=Path, help="a model with a tokenizer (default: the shipped model)")
+    p.add_argument("--lm", type=Path, help="a token LM (umt lm train; default: the one the model carries for --mode)")
+    p.add_argument("--mode", choices=MODES, default="parallel", help="which LM the model carries to use (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0, help="the LM's sampling temperature; 0 = greedy (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _device_flag(p)
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from umt.audio import load_audio, write_audio
+    from umt.checkpoint import DEFAULT_MODEL, find_checkpoint, load_checkpoint, load_model, load_model_state
+    from umt.tokens import continue_prompt, load_lm
+    from umt.translator import Translator
+
+    if args.seconds <= 0 or args.temperature < 0:
+        raise UserError("--seconds must be positive, --temperature not negative")
+    if args.out.suffix.lower() not in (".wav", ".flac"):
+        raise UserError(f"-o {args.out}: name a .wav or .flac file")
+    if args.out.is_dir():
+        raise UserError(f"-o {args.out}: is a folder; name the output file")
+    if args.out.exists() and not args.overwrite:
+        print(f"{args.out} exists: kept (pass --overwrite to replace it)")
+        return 0
+    device = _device(args.device)
+    model_path = args.model or DEFAULT_MODEL
+    model = load_model(model_path, device)
+    if args.to not in model.cfg.domains:
+        raise UserError(f"--to {args.to}: unknown domain; {model_path} has {', '.join(model.cfg.domains)}")
+    if model.tokenizer is None:
+        raise UserError(f"{model_path}: the model has no tokenizer (fit one with `umt tokenizer train`)")
+    if args.lm is not None:
+        lm_path = find_checkpoint(args.lm)
+        lm = load_lm(load_checkpoint(lm_path), lm_path)
+    else:
+        carried = load_model_state(model_path).get("lm") or {}
+        if args.mode not in carried:
+            raise UserError(f"{model_path} carries no {args.mode} token LM: pass --lm (train one with `umt lm train`)")
+        lm = load_lm(carried[args.mode], model_path)
+    if (lm.cfg.codebooks, lm.cfg.codebook_size) != (model.cfg.codebooks, model.cfg.codebook_size):
+        raise UserError("the token LM was trained on another tokenizer than the model's")
+    translator = Translator(model, device, tokens=True)
+    audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
+                                     args.temperature, args.seed)  # fmt: skip
+    write_audio(args.out, audio, model.cfg.sample_rate)
+    print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "
+          f"{figures['frames']} frames at {figures['frames_per_second']:.0f} frames/s")  # fmt: skip
     return 0

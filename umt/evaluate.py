@@ -103,7 +103,7 @@ def paired_clip(manifest: Manifest, clip: Clip, domain: str, samples: int) -> Cl
     of `clip` (None when the piece has no rendering there that long)."""
     if clip.piece is None:
         return None
-    for entry in manifest.entries(domain, "test"):
+    for entry in manifest.entries(domain, clip.entry.split):
         if entry.piece == clip.piece and entry.samples >= clip.start + samples:
             return Clip(domain, clip.piece, entry, clip.start, manifest.excerpt(entry, clip.start, samples))
     return None
@@ -126,20 +126,22 @@ def _check_compatible(translator: Translator, judge: Judge | None, manifest: Man
 
 def evaluate(
     translator: Translator, judge: Judge | None, manifest: Manifest, out: Path, clips: int = 8, seconds: float = 4.0,
-    figures: int = 3, val_items: int = 16, judge_accuracy: float | None = None,
+    figures: int = 3, val_items: int = 16, judge_accuracy: float | None = None, split: str = "test",
 ) -> dict:  # fmt: skip
-    """Translate test clips between every pair of domains, score them, write the report
-    (judge_accuracy: the judge's own test accuracy on real audio, reported beside its verdicts)."""
+    """Translate clips of a split (the test split: pieces no model saw; the val split to choose
+    settings by, so that the test split stays unseen) between every pair of domains, score them,
+    write the report (judge_accuracy: the judge's own test accuracy on real audio, reported
+    beside its verdicts)."""
     rate = manifest.sample_rate
     domains = [d for d in translator.domains if d in manifest.domains]
     if not domains:
         raise UserError(f"the model's domains ({', '.join(translator.domains)}) are not in {manifest.root}")
     _check_compatible(translator, judge, manifest, domains, seconds)
     samples = int(seconds * rate)
-    by_domain = {d: choose_clips(manifest, d, clips, samples) for d in domains}
+    by_domain = {d: choose_clips(manifest, d, clips, samples, split) for d in domains}
     empty = [d for d, c in by_domain.items() if not c]
     if empty:
-        raise UserError(f"no test file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
+        raise UserError(f"no {split} file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
     paired = manifest.paired
     spectral = translator.model.cfg.spectral
     mel = LogMel(rate, 1024, 256, 64)
@@ -208,8 +210,10 @@ def evaluate(
         "paired": paired,
         "clips_per_domain": {d: len(by_domain[d]) for d in domains},
         "seconds": seconds,
+        "split": split,
         "temperature": translator.temperature,
         "renderer": translator.renderer,
+        "latent": "tokens" if translator.tokens else "continuous",
         # every key is always there; null where it does not apply (no judge, unpaired data)
         **{k: v or None for k, v in results.items()},
         "identity": {k: v or None for k, v in identity.items()},
@@ -332,9 +336,9 @@ RECONSTRUCTION_COLUMNS = {
 def _report(metrics: dict, figures: list[str], out: Path) -> None:
     lines = ["# Translation report", ""]
     lines.append(
-        f"{sum(metrics['clips_per_domain'].values())} test clips of {metrics['seconds']:g} s "
+        f"{sum(metrics['clips_per_domain'].values())} {metrics.get('split', 'test')} clips of {metrics['seconds']:g} s "
         f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), temperature {metrics['temperature']:g}, "
-        f"renderer {metrics['renderer']}; "
+        f"renderer {metrics['renderer']}, {metrics['latent']} latent; "
         + ("paired corpus: compared with the ground-truth rendering in the target domain." if metrics["paired"]
            else "unpaired data: chroma compared with the input.")  # fmt: skip
     )

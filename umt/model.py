@@ -7,6 +7,8 @@ Shapes: audio and mu-law codes are [batch, time]; activations are channels-last,
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -18,6 +20,7 @@ from torch import nn
 from umt import spectral
 from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.errors import UserError
+from umt.quantization.tokenizer import QuantizedResult, Tokenizer
 
 N_CLASSES = MU + 1  # 256-way softmax over mu-law codes
 SILENCE = N_CLASSES // 2  # the code of 0.0; the first decoder input of a crop
@@ -58,6 +61,10 @@ class ModelConfig:
     # The renderer's WaveNet models the audio minus the excitation (its output is the excitation
     # plus what it samples) instead of the audio itself.
     render_residual: bool = False
+    # A tokenizer between encoder and decoders (umt.quantization.tokenizer): a residual VQ of
+    # `codebooks` codebooks of `codebook_size` vectors; 0 = none, the latent stays continuous.
+    codebooks: int = 0
+    codebook_size: int = 256
     domains: list[str] = field(default_factory=list)
 
     @classmethod
@@ -92,6 +99,8 @@ class ModelConfig:
             raise UserError(f"encoder_input {self.encoder_input!r}: choose waveform or spectrum")
         if self.decoder_type not in ("wavenet", "spectral"):
             raise UserError(f"decoder_type {self.decoder_type!r}: choose wavenet or spectral")
+        if self.codebooks < 0 or (self.codebooks and self.codebook_size < 2):
+            raise UserError(f"codebooks {self.codebooks} of size {self.codebook_size}: need codebooks >= 0 and size >= 2")
         if self.uses_spectrum and self.spectrum_bins % 12:
             raise UserError(f"spectrum_bins {self.spectrum_bins}: must be whole octaves (a multiple of 12)")
 
@@ -340,13 +349,15 @@ class ModelOutput:
 
     losses: per-domain terms by name ("ce/piano": nats per sample of the WaveNet;
             "spectrum/piano": L1 of predicted spectrum levels), each weighted by the loop;
-    latent: [D * B, frames, C] for the domain-confusion classifier;
-    penalties: auxiliary terms added as they are (e.g. a quantiser's commitment loss).
+    latent: [D * B, frames, C] what the decoders read, for the domain-confusion classifier;
+    penalties: auxiliary terms added as they are (the tokenizer's commitment loss);
+    tokens: the tokenizer's result, if the model has one (its streams feed the independence loss).
     """
 
     losses: dict[str, torch.Tensor]
     latent: torch.Tensor | None
     penalties: dict[str, torch.Tensor] = field(default_factory=dict)
+    tokens: QuantizedResult | None = None
 
 
 class UMT(nn.Module):
@@ -368,6 +379,7 @@ class UMT(nn.Module):
         if cfg.uses_spectrum:
             self.spectrum = spectral.SemitoneSpectrum(cfg.sample_rate, cfg.pool, cfg.spectrum_midi_low, cfg.spectrum_bins)
             self.register_buffer("freqs", spectral.bin_frequencies(cfg.spectrum_midi_low, cfg.spectrum_bins), persistent=False)
+        self.tokenizer = Tokenizer(cfg.latent_channels, cfg.codebooks, cfg.codebook_size) if cfg.codebooks else None
 
     def encoder_input(self, audio: torch.Tensor) -> torch.Tensor:
         """What the encoder reads from audio [B, T]: the waveform, or its spectrum levels [B, T/pool + 1, bins]."""
@@ -382,6 +394,13 @@ class UMT(nn.Module):
     def encode(self, codes: torch.Tensor) -> torch.Tensor:
         """Mu-law codes [B, T] -> latent [B, frames, C] (T / pool frames; T / pool + 1 over the spectrum)."""
         return self.latent(self.encoder_input(mu_law_decode(codes)))
+
+    def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, QuantizedResult | None]:
+        """What the decoders read of a latent [B, F, C]: through the tokenizer if there is one."""
+        if self.tokenizer is None:
+            return latent, None
+        tokens = self.tokenizer(latent)
+        return tokens.latent, tokens
 
     def excitation(self, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Excitation [B, (F - 1) * pool, bands] of amplitude and phase [B, F, bins]."""
@@ -417,14 +436,15 @@ class UMT(nn.Module):
         latent = None
         if not self.cfg.spectral:
             n_domains, batch_size, t = batch["targets"].shape
-            latent = self.encode(batch["inputs"].reshape(n_domains * batch_size, t))
+            latent, tokens = self.quantize(self.encode(batch["inputs"].reshape(n_domains * batch_size, t)))
             for d, name in enumerate(domains):
                 logits = self.decoders[name](shift_right(batch["targets"][d]), latent[d * batch_size : (d + 1) * batch_size])
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"][d].flatten())
-            return ModelOutput(losses, latent)
+            return self._output(losses, latent, tokens)
+        tokens = None
         if "levels" in batch:
             n_domains, batch_size = batch["levels"].shape[:2]
-            latent = self.latent(batch["levels_in"].flatten(0, 1))
+            latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
             for d, name in enumerate(domains):
                 predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
@@ -438,7 +458,12 @@ class UMT(nn.Module):
                 renderer = self.decoders[name].renderer
                 logits = renderer(shift_right(targets), batch["render_levels"][d], excitation)
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return ModelOutput(losses, latent)
+        return self._output(losses, latent, tokens)
+
+    @staticmethod
+    def _output(losses: dict[str, torch.Tensor], latent: torch.Tensor | None, tokens: QuantizedResult | None) -> ModelOutput:
+        penalties = {"commitment": tokens.penalty} if tokens is not None else {}
+        return ModelOutput(losses, latent, penalties, tokens)
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -459,6 +484,9 @@ def describe(cfg: ModelConfig) -> str:
         f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)",
         f"classifier {cls / 1e3:.1f} k params",
     ]
+    if cfg.codebooks:
+        lines.insert(1, f"tokenizer: residual VQ, {cfg.codebooks} codebooks of {cfg.codebook_size} "
+                        f"({cfg.codebooks * math.log2(cfg.codebook_size):.0f} bits a frame)")  # fmt: skip
     if cfg.spectral:
         frame_field = 1 + 2 + cfg.frame_blocks * 2 * (2**cfg.frame_layers - 1)
         lines.insert(2, f"frame networks: {cfg.spectrum_bins} semitone bins from MIDI {cfg.spectrum_midi_low}, "

@@ -12,7 +12,10 @@ spectrum (--batch-size frame crops of --crop samples per domain) and the cross-e
 renderer on the real spectrum of its domain (--render-batch-size crops of --render-crop); a
 batch size of 0 leaves that part out, so the parts can also be trained one after the other.
 With --add-domain, the encoder and the existing decoders are frozen and only the new
-decoder trains (step 1 alone).
+decoder trains (step 1 alone); with --from alone, every decoder (and a tokenizer, if the
+model gets one: `umt tokenizer train`) trains on the frozen encoder. A model with a tokenizer
+adds its commitment loss and, weighted by --mmd-weight, the independence loss between its
+codebooks to step 3.
 
 Distributed: torchrun starts one process per GPU; each holds the whole model (the encoder
 and every decoder) and the classifier, wrapped in DDP, and takes its slice of every global
@@ -43,6 +46,7 @@ from umt.data.spectra import SpectralCrops, SpectrumStore
 from umt.errors import UserError
 from umt.model import UMT, DomainClassifier, ModelConfig, describe, shift_right
 from umt.presets import PRESETS, preset
+from umt.quantization.mmd import independence_mmd
 from umt.runtime import Process, autocast, autocast_dtype, start_process, stop_requests
 
 
@@ -67,6 +71,17 @@ class TrainConfig:
     # spectral: peak dB of a random spectral envelope on the encoder's input (0 = off), so the
     # latent cannot carry the input's timbre (umt.data.augment)
     timbre_augment: float = 0.0
+    # the encoder keeps its weights and only the decoders train (`umt train --from BASE` alone:
+    # fine-tuning decoders to a finished latent); no domain-confusion classifier then
+    freeze_encoder: bool = False
+    # with freeze_encoder: the decoders keep their weights too, and only the tokenizer trains
+    # (`umt tokenizer train` without --tune-decoders), so the model translates as before
+    freeze_decoders: bool = False
+    # weight of the independence loss between a tokenizer's codebooks (umt.quantization.mmd;
+    # Lemercier et al. 2024), compared at the parallel token LM's delays (codebook k, k frames
+    # earlier) when mmd_delayed; measured and logged whenever the model has a tokenizer
+    mmd_weight: float = 0.0
+    mmd_delayed: bool = True
     # ModelConfig fields set over the preset's for a new run, e.g. {"latent_channels": 16}
     model_overrides: dict = field(default_factory=dict)
     seed: int = 0
@@ -99,6 +114,8 @@ class Run:
     best_val: float = math.inf
 
 
+TOKENIZER_FIELDS = ("codebooks", "codebook_size")  # ModelConfig fields a fine-tuning run (--from) may set
+
 # ---------------------------------------------------------------- building a run
 
 
@@ -109,9 +126,15 @@ def build_run(
     model = UMT(cfg).to(device)
     for decoder in model.decoders.values():
         decoder.activation_checkpointing = tcfg.activation_checkpointing
-    train_encoder = trainable == cfg.domains
+    train_encoder = trainable == cfg.domains and not tcfg.freeze_encoder
+    fine_tuning = trainable == cfg.domains and tcfg.freeze_encoder  # `--from` alone (a tokenizer fitted, say)
     for name, param in model.named_parameters():
-        param.requires_grad = train_encoder or any(name.startswith(f"decoders.{d}.") for d in trainable)
+        if train_encoder:
+            param.requires_grad = True
+        elif name.startswith("tokenizer."):
+            param.requires_grad = fine_tuning
+        else:
+            param.requires_grad = not tcfg.freeze_decoders and any(name.startswith(f"decoders.{d}.") for d in trainable)
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.Adam(params, lr=tcfg.lr, **fused)
@@ -166,8 +189,11 @@ def plan_run(
     Returns (config, train config, trainable domains, state to resume, base weights to start from).
     """
     last = out / "last.pt"
-    if (resume or add_domain) and options.get("model_overrides"):
+    overrides = options.get("model_overrides") or {}
+    if (resume or add_domain) and overrides:
         raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
+    if base is not None and not add_domain and set(overrides) - set(TOKENIZER_FIELDS):
+        raise UserError(f"--from: only the tokenizer's settings ({', '.join(TOKENIZER_FIELDS)}) can change on a trained model")
     if resume:
         state = load_checkpoint(last)
         tcfg = TrainConfig(**{**state["train"], **options})
@@ -178,17 +204,34 @@ def plan_run(
         if base is None:
             raise UserError("--add-domain needs --from CKPT, the model to extend")
         base_state = load_model_state(base)
-        tcfg = TrainConfig(**{**base_state["train"], "steps": TrainConfig.steps, **options})
         cfg = ModelConfig.from_dict(base_state["config"])
+        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options})
         if add_domain in cfg.domains:
             raise UserError(f"--add-domain {add_domain}: {base} already has that domain")
         cfg.domains = [*cfg.domains, add_domain]
         return cfg, tcfg, [add_domain], None, base_state
-    if base is not None:
-        raise UserError("--from is used with --add-domain (to continue a run, use --resume)")
+    if base is not None:  # fine-tune every decoder of the base model on its frozen encoder
+        base_state = load_model_state(base)
+        cfg = ModelConfig.from_dict({**base_state["config"], **overrides})
+        missing = [d for d in cfg.domains if d not in manifest.domains]
+        if missing:
+            raise UserError(f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})")
+        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True})
+        return cfg, tcfg, list(cfg.domains), None, base_state
     name = options.get("preset", TrainConfig.preset)
     tcfg = TrainConfig(**{**(PRESETS[name].training if name in PRESETS else {}), **options})
     return preset(tcfg.preset, manifest.domains, **tcfg.model_overrides), tcfg, list(manifest.domains), None, None
+
+
+def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
+    """The training settings a run from a base model starts from: the base's own, or for a
+    checkpoint that does not record them, those of the preset its config is (else of its kind)."""
+    if base_state.get("train"):
+        return base_state["train"]
+    plain = {**base_state["config"], "codebooks": 0}
+    same = [name for name in PRESETS if preset(name, cfg.domains).to_dict() == {**preset(name, cfg.domains).to_dict(), **plain}]
+    name = same[0] if same else "spectral" if cfg.spectral else "small"
+    return {"preset": name, **PRESETS[name].training}
 
 
 # ---------------------------------------------------------------- one step
@@ -225,6 +268,16 @@ def train_step(
                 loss = loss - tcfg.confusion_weight * adversary.log_softmax(-1).mean()
             else:
                 loss = loss - tcfg.confusion_weight * F.cross_entropy(adversary, labels)
+
+    if out.tokens is not None:  # the dependence between codebooks: always measured, a loss if weighted
+        k = out.tokens.streams.shape[0]
+        delays = list(range(k)) if tcfg.mmd_delayed and out.tokens.streams.shape[2] > k else None
+        with torch.set_grad_enabled(tcfg.mmd_weight > 0):
+            mmd = independence_mmd(out.tokens.streams, delays)
+        stats["mmd"] = mmd.item()
+        if tcfg.mmd_weight:
+            loss = loss + tcfg.mmd_weight * mmd
+    stats.update({k: v.item() for k, v in out.penalties.items()})
 
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -320,7 +373,7 @@ def teacher_forced_clips(run: Run, val_sets: dict[str, CropDataset], device) -> 
     clips = {}
     for domain, dataset in val_sets.items():
         inputs, targets = (t.unsqueeze(0).to(device) for t in dataset[0])
-        logits = run.model.decoders[domain](shift_right(targets), run.model.encode(inputs))
+        logits = run.model.decoders[domain](shift_right(targets), run.model.quantize(run.model.encode(inputs))[0])
         sampled = torch.distributions.Categorical(logits=logits.float()).sample()
         clips[f"{domain}/input"] = mu_law_decode(targets[0]).cpu()
         clips[f"{domain}/teacher_forced"] = mu_law_decode(sampled[0]).cpu()
@@ -354,6 +407,8 @@ def train(
     for name in positive:
         if getattr(tcfg, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
+    if tcfg.freeze_decoders and not (tcfg.freeze_encoder and cfg.codebooks):
+        raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
     if tcfg.timbre_augment < 0 or tcfg.workers < 0:
         raise UserError("--timbre-augment and --workers must not be negative")
     if cfg.spectral:
@@ -367,8 +422,11 @@ def train(
     dtype = autocast_dtype(tcfg.precision, proc.device)
 
     run = build_run(cfg, tcfg, trainable, proc.device, dtype)
-    if base_state is not None:  # --add-domain: everything but the new decoder comes from the base model
-        run.model.load_state_dict(base_state["model"], strict=False)
+    if base_state is not None:  # --from: everything but a new decoder or a new tokenizer comes from the base
+        missing, unexpected = run.model.load_state_dict(base_state["model"], strict=False)
+        new = (f"decoders.{add_domain}.", "tokenizer.") if add_domain else ("tokenizer.",)
+        if unexpected or any(not key.startswith(new) for key in missing):
+            raise UserError(f"--from {base}: its weights do not fit its config")
     if state is not None:
         restore(run, state)
 
@@ -537,7 +595,7 @@ class Logger:
             self.bar.set_postfix(**{k: f"{v:.3f}" for k, v in means.items()}, acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
-            losses = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+            losses = " ".join(f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in ("commitment", "mmd") if k in stats)])
             self.line(f"step {step}/{self.tcfg.steps} {losses}{acc} lr {stats['lr']:.2e} {stats['samples_per_s']:.0f} samples/s")
 
     def validation(self, step: int, results: dict[str, float]) -> None:

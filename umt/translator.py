@@ -79,8 +79,12 @@ class Translator:
         dtype: torch.dtype = torch.float32,
         streams: int | None = None,
         renderer: str = "wavenet",
+        tokens: bool = False,
     ):
         cfg = model.cfg
+        if tokens and model.tokenizer is None:
+            raise UserError("the model has no tokenizer (fit one with `umt tokenizer train`)")
+        self.tokens = tokens
         if renderer not in RENDERERS:
             raise UserError(f"--renderer {renderer}: choose from {', '.join(RENDERERS)}")
         if renderer == "sines" and not cfg.spectral:
@@ -116,16 +120,33 @@ class Translator:
 
     def encode(self, audio: np.ndarray) -> torch.Tensor:
         """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded; over
-        the spectrum F + 1, the frame centred on the end included)."""
+        the spectrum F + 1, the frame centred on the end included); with `tokens`, the latent
+        its tokens stand for."""
+        if not self.tokens:
+            return self.continuous(audio)
+        return self.from_tokens(self.tokenize(audio))
+
+    def continuous(self, audio: np.ndarray) -> torch.Tensor:
+        """The encoder's latent [F, C] of a recording (see encode)."""
         if audio.size < self.pool:
             raise UserError(f"too short ({audio.size} samples; one latent frame is {self.pool})")
         frames = math.ceil(audio.size / self.pool)
         padded = torch.zeros(frames * self.pool, device=self.device)
-        padded[: audio.size] = torch.from_numpy(audio).to(self.device)
+        padded[: audio.size] = torch.tensor(audio, device=self.device)
         if self.model.cfg.encoder_input == "spectrum":
             with torch.no_grad():
                 return self.model.encode(mu_law_encode(padded)[None])[0]
         return encode_long(self.model, padded, self.encode_frames)
+
+    def tokenize(self, audio: np.ndarray) -> torch.Tensor:
+        """The tokens [F, K] of a recording (the model must have a tokenizer)."""
+        with torch.no_grad():
+            return self.model.tokenizer(self.continuous(audio)[None]).codes[0]
+
+    def from_tokens(self, codes: torch.Tensor) -> torch.Tensor:
+        """The latent [F, C] that tokens [F, K] stand for."""
+        with torch.no_grad():
+            return self.model.tokenizer.decode(codes[None].to(self.device))[0]
 
     def spectrum(self, latent: torch.Tensor, domain: str) -> torch.Tensor:
         """A spectral decoder's predicted spectrum levels [len // pool + 1, bins] of a latent [F, C]."""

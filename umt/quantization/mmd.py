@@ -54,7 +54,7 @@ def independence_mmd(
     shuffled = torch.stack([points[i, torch.randperm(n, generator=generator, device="cpu").to(points.device)] for i in range(k)])
     product = shuffled.transpose(0, 1).reshape(n, k * d)
 
-    dxx, dyy, dxy = (torch.cdist(a, c).pow(2) for a, c in ((joint, joint), (product, product), (joint, product)))
+    dxx, dyy, dxy = (_squared_distances(a, c) for a, c in ((joint, joint), (product, product), (joint, product)))
     scale = dxx.detach()[~torch.eye(n, dtype=torch.bool, device=dxx.device)].median().clamp_min(1e-12)
 
     def kernel(sq: torch.Tensor) -> torch.Tensor:
@@ -63,3 +63,8 @@ def independence_mmd(
     off = 1 - torch.eye(n, device=joint.device, dtype=joint.dtype)
     pairs = n * (n - 1)
     return (kernel(dxx) * off).sum() / pairs + (kernel(dyy) * off).sum() / pairs - 2 * kernel(dxy).mean()
+
+
+def _squared_distances(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """[N, M] squared Euclidean distances, as one matrix product (cdist's backward is slow on CPU)."""
+    return (a.pow(2).sum(-1, keepdim=True) + c.pow(2).sum(-1) - 2 * a @ c.T).clamp_min(0)

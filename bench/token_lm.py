@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Generation speed of the token LM, parallel against joint: frames of tokens per second.
+
+    python bench/token_lm.py MODEL [--frames 200] [--repeats 3] [--prompt FILE]
+
+MODEL carries its LMs (`umt export --lm`). Each LM continues the tokens of the prompt (the
+shipped example by default) by --frames frames, --repeats times with different seeds, on the
+CPU threads torch is given; prints min / median / max frames per second per mode and the ratio.
+A parallel LM takes one step a frame (K codebooks at once); a joint one K steps a frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from umt.audio import load_audio
+from umt.checkpoint import EXAMPLE_CLIP, load_model, load_model_state
+from umt.tokens import load_lm
+from umt.translator import Translator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompt", type=Path, default=EXAMPLE_CLIP)
+    args = parser.parse_args()
+
+    device = torch.device("cpu")
+    model = load_model(args.model, device)
+    translator = Translator(model, device, tokens=True)
+    prompt = translator.tokenize(load_audio(args.prompt, model.cfg.sample_rate))
+    carried = load_model_state(args.model).get("lm") or {}
+    if not carried:
+        raise SystemExit(f"{args.model} carries no token LM (umt export --lm)")
+    print(f"{torch.get_num_threads()} threads; prompt {prompt.shape[0]} frames of {prompt.shape[1]} codebooks; "
+          f"{args.frames} frames generated, {args.repeats} repeats")  # fmt: skip
+    rates = {}
+    for mode, state in carried.items():
+        lm = load_lm(state, args.model)
+        times = []
+        for seed in range(args.repeats):
+            tic = time.perf_counter()
+            lm.continuation(prompt, args.frames, 1.0, torch.Generator().manual_seed(seed))
+            times.append(time.perf_counter() - tic)
+        per_s = sorted(args.frames / t for t in times)
+        rates[mode] = statistics.median(per_s)
+        print(f"{mode:9s} frames/s min {per_s[0]:.0f}  median {rates[mode]:.0f}  max {per_s[-1]:.0f}  "
+              f"({lm.cfg.layers} layers, dim {lm.cfg.dim}, context {lm.cfg.context} frames)")  # fmt: skip
+    if {"parallel", "joint"} <= rates.keys():
+        print(f"parallel / joint: {rates['parallel'] / rates['joint']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

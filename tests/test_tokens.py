@@ -1,0 +1,140 @@
+"""Tokens of the latent: the token LM in both modes, fine-tuning a model with a tokenizer, and
+the commands (tokenizer train / measure, lm train, export --lm, generate, translate --tokens)."""
+
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from umt.checkpoint import load_checkpoint, load_model
+from umt.cli import main
+from umt.lm import LMConfig, TokenLM
+from umt.train import train
+
+K, N = 3, 16
+
+
+def patterned(batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Codes [B, frames, K] with structure inside a frame and across frames: codebook 1 copies
+    codebook 0 of the same frame, codebook 2 repeats codebook 0 of the frame before."""
+    c0 = torch.randint(0, N, (batch, frames + 1), generator=generator)
+    return torch.stack([c0[:, 1:], c0[:, 1:], c0[:, :-1]], dim=-1)
+
+
+def test_parallel_rows_follow_the_delay_pattern():
+    lm = TokenLM(LMConfig(K, N, "parallel", layers=1, heads=1, dim=8, context=5))
+    codes = torch.randint(0, N, (1, 5 + lm.margin(), K))
+    inputs, targets, _ = lm.sequences(codes)
+    assert inputs.shape == targets.shape == (1, 5, K)
+    for s in range(5):  # row s of the targets is grid row K + s: codebook j of frame K + s - j
+        for j in range(K):
+            assert targets[0, s, j] == codes[0, K + s - j, j]
+    assert torch.equal(inputs[0, 1:], targets[0, :-1])
+
+
+@pytest.mark.parametrize("mode", ["parallel", "joint"])
+def test_lm_learns_a_pattern_and_continues_a_prompt(mode: str):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    lm = TokenLM(LMConfig(K, N, mode, layers=2, heads=2, dim=32, context=16))
+    optimizer = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    first = lm.loss(patterned(8, 16 + lm.margin(), g)).item()
+    for _ in range(400):
+        loss = lm.loss(patterned(8, 16 + lm.margin(), g))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # a frame carries log N nats of news (codebook 0); the rest follows from it and the past
+    assert first > 2.5 * torch.log(torch.tensor(float(N))) and loss.item() < 1.5 * torch.log(torch.tensor(float(N)))
+    lm.eval()
+    prompt = patterned(1, 6, g)[0]
+    out = lm.continuation(prompt, 20, temperature=0.0)
+    assert out.shape == (20, K)
+    assert (out[:, 1] == out[:, 0]).float().mean() > 0.9  # within a frame
+    previous = torch.cat([prompt[-1:, 0], out[:-1, 0]])
+    assert (out[:, 2] == previous).float().mean() > 0.9  # across frames
+
+
+def test_the_attention_heads_can_be_hooked():
+    lm = TokenLM(LMConfig(K, N, "parallel", layers=2, heads=4, dim=16, context=8)).eval()
+    seen = []
+    handle = lm.blocks[1].attention.heads.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    lm.loss(torch.randint(0, N, (2, 8 + lm.margin(), K)))
+    handle.remove()
+    assert seen == [torch.Size([2, 8, 4, 4])]  # [B, T, heads, head_dim]
+
+
+def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "ft"
+    options = dict(steps=3, val_every=3, val_items=2, render_batch_size=0, crop=1600,
+                   model_overrides={"codebooks": 2, "codebook_size": 8}, mmd_weight=1.0)  # fmt: skip
+    train(two_domains, out, options, "cpu", base=tiny_spectral_checkpoint)
+    before, after = load_checkpoint(tiny_spectral_checkpoint)["model"], load_checkpoint(out / "last.pt")
+    assert after["classifier"] is None and after["train"]["freeze_encoder"]
+    encoder = [k for k in before if k.startswith("encoder.")]
+    assert all(torch.equal(before[k], after["model"][k]) for k in encoder)
+    frames = [k for k in before if ".frames" in k]
+    assert any(not torch.equal(before[k], after["model"][k]) for k in frames)
+    assert load_model(out / "last.pt").tokenizer is not None
+    assert not torch.equal(after["model"]["tokenizer.project_in.weight"], torch.eye(8))  # the tokenizer trains
+
+    # decoders frozen too: only the tokenizer trains, so continuous translations stay as they were
+    train(two_domains, tmp_path / "only", dict(options, freeze_decoders=True), "cpu", base=tiny_spectral_checkpoint)
+    only = load_checkpoint(tmp_path / "only" / "last.pt")["model"]
+    assert all(torch.equal(before[k], only[k]) for k in before)
+    assert not torch.equal(only["tokenizer.project_in.weight"], torch.eye(8))
+    with pytest.raises(Exception, match="tokenizer's settings"):
+        train(two_domains, tmp_path / "other", dict(options, model_overrides={"latent_channels": 4}), "cpu",
+              base=tiny_spectral_checkpoint)  # fmt: skip
+
+
+def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path, capsys):
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tok),
+                 "--codebooks", "2", "--codebook-size", "8", "--mmd-weight", "1", "--steps", "2"]) == 0  # fmt: skip
+    assert "mmd" in capsys.readouterr().out
+    model = tok / "last.pt"
+    assert main(["tokenizer", "measure", "--model", str(model), "--data", str(two_domains), "--json", str(tmp_path / "mi.json")]) == 0
+    assert "perplexity per codebook" in capsys.readouterr().out and (tmp_path / "mi.json").is_file()
+
+    small = ["--steps", "2", "--val-every", "1", "--context", "8", "--dim", "16", "--layers", "1", "--heads", "2", "--batch-size", "2"]
+    for mode in ("parallel", "joint"):
+        assert main(["lm", "train", str(two_domains), "--model", str(model), "--out", str(tmp_path / mode), "--mode", mode, *small]) == 0
+        assert "test" in capsys.readouterr().out
+    shipped = tmp_path / "shipped.pt"
+    assert main(["export", str(model), str(shipped), "--lm", str(tmp_path / "parallel"), "--lm", str(tmp_path / "joint")]) == 0
+    assert set(load_checkpoint(shipped)["lm"]) == {"parallel", "joint"}
+
+    prompt = sorted((two_domains.parent / "src" / "low").glob("*.wav"))[0]
+    for mode in ("parallel", "joint"):
+        out = tmp_path / f"{mode}.wav"
+        argv = ["generate", "--prompt", str(prompt), "--seconds", "0.3", "--to", "high", "-o", str(out), "--model", str(shipped)]
+        assert main([*argv, "--mode", mode]) == 0
+        assert sf.info(out).frames == 0.3 * 16000
+        capsys.readouterr()
+        assert main([*argv, "--mode", mode]) == 0 and "kept" in capsys.readouterr().out  # an existing output stays
+
+    assert main(["translate", str(prompt), "-o", str(tmp_path / "tr"), "--model", str(shipped), "--tokens", "--to", "high"]) == 0
+    assert (tmp_path / "tr" / "high" / prompt.name).is_file()
+
+    # mistakes get one line
+    bad = [
+        ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.wav"),
+         "--model", str(tiny_spectral_checkpoint)],  # no tokenizer
+        ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.wav"),
+         "--model", str(model)],  # carries no LM
+        ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.wav"),
+         "--model", str(model), "--lm", str(model)],  # not an LM
+        ["generate", "--prompt", str(tmp_path / "none.wav"), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.wav"),
+         "--model", str(shipped)],  # no prompt
+        ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "violin", "-o", str(tmp_path / "x.wav"), "--model", str(shipped)],
+        ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.mp3"), "--model", str(shipped)],
+        ["translate", str(prompt), "-o", str(tmp_path / "t2"), "--model", str(tiny_spectral_checkpoint), "--tokens"],
+        ["lm", "train", str(two_domains), "--model", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "lm2")],
+    ]  # fmt: skip
+    for argv in bad:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "x.wav").exists()

@@ -1,0 +1,74 @@
+"""The tokenizer: a residual vector quantiser on the latent (vector-quantize-pytorch's ResidualVQ).
+
+K codebooks of N vectors each: codebook 0 quantises the latent frame, codebook k the residual
+that codebooks 0..k-1 left. A frame becomes K integer tokens; the latent it stands for is the
+sum of the K chosen vectors. Codebooks follow their inputs by exponential moving averages
+(k-means initialised on the first batch); what trains by gradient is a linear map before the
+quantiser and one after it, both starting as the identity, so that a tokenizer fitted onto a
+trained model (encoder frozen) starts from the latent the decoders know, and the
+independence loss (umt.quantization.mmd) has something to move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class QuantizedResult:
+    """What the tokenizer makes of a latent [B, T, C].
+
+    latent: the quantised latent [B, T, C] (straight-through: its gradient reaches the input);
+    codes: the tokens [B, T, K];
+    streams: [K, B, T, C] the vector each codebook contributes, straight-through to that
+        codebook's input, for the independence loss;
+    penalty: the commitment loss (the input's distance to its quantisation), added by the loop.
+    """
+
+    latent: torch.Tensor
+    codes: torch.Tensor
+    streams: torch.Tensor
+    penalty: torch.Tensor
+
+
+class Tokenizer(nn.Module):
+    def __init__(self, channels: int, codebooks: int, codebook_size: int, commitment: float = 0.25):
+        super().__init__()
+        from vector_quantize_pytorch import ResidualVQ  # here: importing it costs 2 s, and most models have no tokenizer
+
+        self.codebooks, self.codebook_size = codebooks, codebook_size
+        self.project_in = nn.Linear(channels, channels)
+        self.project_out = nn.Linear(channels, channels)
+        for layer in (self.project_in, self.project_out):
+            nn.init.eye_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.rvq = ResidualVQ(
+            dim=channels,
+            num_quantizers=codebooks,
+            codebook_size=codebook_size,
+            decay=0.95,  # codebooks follow the batch averages quickly: fitted in hundreds of steps
+            kmeans_init=True,
+            kmeans_iters=10,
+            threshold_ema_dead_code=2,  # a code used by fewer than 2 vectors of a batch is re-seeded
+            commitment_weight=commitment,
+        )
+
+    def forward(self, latent: torch.Tensor) -> QuantizedResult:
+        # Quantisation runs in fp32 (distances to the codebooks; EMA statistics) under any autocast.
+        with torch.autocast(latent.device.type, enabled=False):
+            x = self.project_in(latent.float())
+            quantized, codes, commitment, codewords = self.rvq(x, return_all_codes=True)
+            # codewords [K, B, T, C] are codebook lookups (no gradient to x). Codebook k quantised the
+            # residual x - (codewords 0..k-1); its stream is that residual moved onto its codeword.
+            before = torch.cumsum(codewords.detach(), dim=0) - codewords.detach()
+            residuals = x.unsqueeze(0) - before
+            streams = residuals + (codewords.detach() - residuals).detach()
+            return QuantizedResult(self.project_out(quantized), codes, streams, commitment.sum())
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, T, K] -> the latent [B, T, C] they stand for."""
+        with torch.autocast(codes.device.type, enabled=False):
+            return self.project_out(self.rvq.get_output_from_indices(codes))

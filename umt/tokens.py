@@ -1,0 +1,196 @@
+"""Working with tokens: tokenize a prepared dataset, measure the codebooks' dependence, train
+the token language model, and continue a prompt (`umt generate`).
+
+The LM trains on the tokens of the training split of every domain (the latent is meant to
+be domain-free), on random windows of `context` frames; its validation score is the mean
+negative log-likelihood per frame (bits, all K codebooks) over consecutive windows of the
+val split, and the test split's is stored with the run when it ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from umt.checkpoint import load_checkpoint, save_checkpoint
+from umt.data.manifest import Manifest
+from umt.errors import UserError
+from umt.lm import LM_KIND, LMConfig, TokenLM
+from umt.progress import Progress
+from umt.quantization.dependence import codebook_dependence
+from umt.runtime import stop_requests
+from umt.translator import Translator
+
+def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list[torch.Tensor]:
+    """The tokens [F, K] of every file of a split (all domains), on the CPU."""
+    entries = manifest.entries(split=split)
+    if not entries:
+        raise UserError(f"{manifest.root}: no {split} files")
+    tokens = []
+    with Progress(len(entries), f"tokenizing the {split} split", "file") as progress:
+        for entry in entries:
+            tokens.append(translator.tokenize(manifest.load(entry)).cpu())
+            progress.update()
+    return tokens
+
+
+def measure(translator: Translator, manifest: Manifest, split: str = "test") -> dict:
+    """Pairwise mutual information and perplexity of the codebooks on a split's tokens."""
+    size = translator.model.cfg.codebook_size
+    return codebook_dependence(torch.cat(split_tokens(translator, manifest, split)), size)
+
+
+# ---------------------------------------------------------------- the LM's data and score
+
+
+def _windows(files: list[torch.Tensor], length: int) -> list[tuple[int, int]]:
+    """(file, first frame) of consecutive windows of `length` frames covering each file."""
+    return [(i, start) for i, codes in enumerate(files) for start in range(0, codes.shape[0] - length + 1, length)]
+
+
+def _random_batch(files: list[torch.Tensor], length: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """[batch, length, K] windows drawn with probability proportional to each file's length."""
+    usable = [f for f in files if f.shape[0] >= length]
+    weights = torch.tensor([f.shape[0] - length + 1 for f in usable], dtype=torch.float)
+    picks = torch.multinomial(weights, batch, replacement=True, generator=generator)
+    rows = []
+    for i in picks.tolist():
+        start = int(torch.randint(0, usable[i].shape[0] - length + 1, (), generator=generator))
+        rows.append(usable[i][start : start + length])
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: torch.device = torch.device("cpu")) -> float:
+    """Mean negative log-likelihood per frame (bits, all codebooks) over consecutive windows."""
+    length = lm.cfg.context + lm.margin()
+    windows = _windows(files, length)
+    if not windows:
+        raise UserError(f"no file holds a window of {length} frames")
+    lm.eval()
+    total = 0.0
+    for first in range(0, len(windows), batch):
+        chunk = windows[first : first + batch]
+        codes = torch.stack([files[i][s : s + length] for i, s in chunk]).to(device)
+        total += lm.loss(codes).item() * len(chunk)
+    lm.train()
+    return total / len(windows) / math.log(2)
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_lm(
+    translator: Translator,
+    manifest: Manifest,
+    out: Path,
+    cfg: LMConfig | None,
+    steps: int,
+    batch: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    val_every: int = 250,
+    resume: bool = False,
+) -> dict:
+    """Train (or resume) a token LM in `out` (last.pt, best.pt); returns the final scores."""
+    last = out / "last.pt"
+    state = None
+    if resume:
+        state = load_checkpoint(last)
+        cfg = LMConfig(**state["config"])
+    elif last.exists():
+        raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    tokenizer = translator.model.tokenizer
+    if tokenizer is None:
+        raise UserError("the model has no tokenizer (fit one with `umt tokenizer train`)")
+    if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
+        raise UserError(f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs")
+    device = translator.device
+    torch.manual_seed(seed)
+    lm = TokenLM(cfg).to(device)
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
+    step, best = 0, math.inf
+    if state is not None:
+        lm.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = state["step"], state["best_val_bits"]
+    train_files, val_files = split_tokens(translator, manifest, "train"), split_tokens(translator, manifest, "val")
+    length = cfg.context + lm.margin()
+    if not any(f.shape[0] >= length for f in train_files):
+        raise UserError(f"no training file is as long as one LM window ({length} frames); use a shorter --context")
+    generator = torch.Generator().manual_seed(seed + step)
+
+    def checkpoint(extra: dict | None = None) -> dict:
+        return {"kind": LM_KIND, "config": asdict(cfg), "model": lm.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "best_val_bits": best, **(extra or {})}  # fmt: skip
+
+    out.mkdir(parents=True, exist_ok=True)
+    lm.train()
+    with stop_requests() as stopping, Progress(steps - step, f"token LM ({cfg.mode})", "step") as progress:
+        tic = time.perf_counter()
+        while step < steps and not stopping.is_set():
+            loss = lm.loss(_random_batch(train_files, length, batch, generator).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            progress.update()
+            if step % val_every == 0 or step == steps:
+                val = nll_bits(lm, val_files, batch, device)
+                rate = val_every / (time.perf_counter() - tic)
+                progress.write(f"step {step}: train {loss.item() / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)")
+                if val < best:
+                    best = val
+                    save_checkpoint(out / "best.pt", checkpoint())
+                save_checkpoint(last, checkpoint())
+                tic = time.perf_counter()
+        if stopping.is_set():
+            save_checkpoint(last, checkpoint())
+            print(f"interrupted at step {step}: saved {last}; continue with --resume")
+            raise KeyboardInterrupt
+    scores = {"val_bits": best}
+    if manifest.entries(split="test"):
+        lm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+        scores["test_bits"] = nll_bits(lm, split_tokens(translator, manifest, "test"), batch, device)
+        save_checkpoint(out / "best.pt", {**load_checkpoint(out / "best.pt"), **scores})
+    return scores
+
+
+def load_lm(state: dict, path: Path | str) -> TokenLM:
+    """A token LM from its checkpoint dict (an LM run's best.pt, or one stored in a model)."""
+    if state.get("kind") != LM_KIND:
+        raise UserError(f"{path}: not a token LM (train one with `umt lm train`)")
+    lm = TokenLM(LMConfig(**state["config"]))
+    lm.load_state_dict(state["model"])
+    return lm.eval()
+
+
+# ---------------------------------------------------------------- generation
+
+
+def continue_prompt(
+    translator: Translator, lm: TokenLM, prompt: np.ndarray, seconds: float, domain: str, temperature: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, dict]:
+    """Tokenize a prompt (audio at the model rate), continue it by `seconds` with the LM, and
+    render the continuation in `domain` (decoded with the prompt before it as context, then
+    cut). Returns the audio and figures: frames, LM seconds, frames per second."""
+    cfg = translator.model.cfg
+    lm = lm.to(translator.device)
+    prompt_codes = translator.tokenize(prompt)
+    frames = max(1, round(seconds * cfg.sample_rate / cfg.pool))
+    generator = torch.Generator().manual_seed(seed)
+    tic = time.perf_counter()
+    continuation = lm.continuation(prompt_codes, frames, temperature, generator)
+    lm_seconds = time.perf_counter() - tic
+    # A latent of F frames renders F * pool samples; over the spectrum (F - 1) * pool, its last
+    # frame centred on the end. The continuation's audio starts where the prompt's ends.
+    latent = translator.from_tokens(torch.cat([prompt_codes, continuation]))
+    start = (prompt_codes.shape[0] - (cfg.encoder_input == "spectrum")) * cfg.pool
+    audio = translator.decode([latent], [start + frames * cfg.pool], domain, [f"generate:{seed}"])[0]
+    return audio[start:], {"frames": frames, "lm_seconds": lm_seconds, "frames_per_second": frames / lm_seconds}
