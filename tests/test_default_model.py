@@ -22,6 +22,15 @@ def test_translating_the_example_with_the_default_model(tmp_path: Path):
     assert abs(info.duration - sf.info(EXAMPLE_CLIP).duration) < 1e-3
 
 
+def test_the_default_model_continues_the_example_with_its_token_lms(tmp_path: Path, capsys):
+    assert set(load_checkpoint(DEFAULT_MODEL)["lm"]) == {"parallel", "joint"}
+    for mode in ("parallel", "joint"):
+        out = tmp_path / f"{mode}.wav"
+        argv = ["generate", "--prompt", str(EXAMPLE_CLIP), "--seconds", "0.5", "--to", "piano", "-o", str(out), "--mode", mode]
+        assert main(argv) == 0
+        assert sf.info(out).frames == 8000 and f"the {mode} LM" in capsys.readouterr().out
+
+
 def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
     from umt.train import train
 

@@ -630,13 +630,12 @@ def _run_lm_train(args: argparse.Namespace) -> int:
     if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0:
         raise UserError("--steps, --batch-size, --val-every and --lr must be positive")
     device = _device(args.device)
-    model = load_model(args.model, device)
-    if model.tokenizer is None:
-        raise UserError(f"{args.model}: the model has no tokenizer (fit one with `umt tokenizer train`)")
-    cfg = LMConfig(model.cfg.codebooks, model.cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context)
+    translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
+    model_cfg = translator.model.cfg
+    cfg = LMConfig(model_cfg.codebooks, model_cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context)
     cfg.check()
-    scores = train_lm(Translator(model, device, tokens=True), Manifest.read(args.prep), args.out, cfg, args.steps,
-                      args.batch_size, args.lr, args.seed, args.val_every, args.resume)  # fmt: skip
+    scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
+                      args.seed, args.val_every, args.resume)  # fmt: skip
     test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
     print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
     return 0
@@ -686,8 +685,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     model = load_model(model_path, device)
     if args.to not in model.cfg.domains:
         raise UserError(f"--to {args.to}: unknown domain; {model_path} has {', '.join(model.cfg.domains)}")
-    if model.tokenizer is None:
-        raise UserError(f"{model_path}: the model has no tokenizer (fit one with `umt tokenizer train`)")
+    translator = Translator(model, device, tokens=True)  # refuses a model without a tokenizer
     if args.lm is not None:
         lm_path = find_checkpoint(args.lm)
         lm = load_lm(load_checkpoint(lm_path), lm_path)
@@ -698,7 +696,6 @@ def _run_generate(args: argparse.Namespace) -> int:
         lm = load_lm(carried[args.mode], model_path)
     if (lm.cfg.codebooks, lm.cfg.codebook_size) != (model.cfg.codebooks, model.cfg.codebook_size):
         raise UserError("the token LM was trained on another tokenizer than the model's")
-    translator = Translator(model, device, tokens=True)
     audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                      args.temperature, args.seed)  # fmt: skip
     write_audio(args.out, audio, model.cfg.sample_rate)

@@ -105,9 +105,7 @@ def train_lm(
         cfg = LMConfig(**state["config"])
     elif last.exists():
         raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
-    tokenizer = translator.model.tokenizer
-    if tokenizer is None:
-        raise UserError("the model has no tokenizer (fit one with `umt tokenizer train`)")
+    tokenizer = translator.model.tokenizer  # a Translator with tokens has one
     if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
         raise UserError(f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs")
     device = translator.device
