@@ -118,6 +118,20 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     assert main(["translate", str(prompt), "-o", str(tmp_path / "tr"), "--model", str(shipped), "--tokens", "--to", "high"]) == 0
     assert (tmp_path / "tr" / "high" / prompt.name).is_file()
 
+    # SMITIN probes on the model's sites and its LM's heads, then steering with them
+    src = two_domains.parent / "src"
+    probe = tmp_path / "high.pt"
+    assert main(["probe", "train", "--with", str(src / "high"), "--without", str(src / "low"), "--trait", "high",
+                 "--model", str(shipped), "-o", str(probe), "--clip-seconds", "0.5"]) == 0  # fmt: skip
+    assert "lm.0.0" in probe.with_suffix(".md").read_text() and probe.with_suffix(".png").is_file()
+    capsys.readouterr()
+    steered = tmp_path / "steered.wav"
+    assert main(["generate", "--prompt", str(prompt), "--seconds", "0.3", "--to", "high", "-o", str(steered), "--model", str(shipped),
+                 "--steer", f"{probe}:3", "--steer-threshold", "0.5"]) == 0  # fmt: skip
+    assert "steering towards 'high' at alpha 3: lm." in capsys.readouterr().out and steered.is_file()
+    assert main(["translate", str(prompt), "-o", str(tmp_path / "st"), "--model", str(shipped), "--to", "high", "--steer", str(probe)]) == 0
+    assert "latent" in capsys.readouterr().out
+
     # mistakes get one line
     bad = [
         ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.wav"),
@@ -132,6 +146,9 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         ["generate", "--prompt", str(prompt), "--seconds", "1", "--to", "high", "-o", str(tmp_path / "x.mp3"), "--model", str(shipped)],
         ["translate", str(prompt), "-o", str(tmp_path / "t2"), "--model", str(tiny_spectral_checkpoint), "--tokens"],
         ["lm", "train", str(two_domains), "--model", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "lm2")],
+        ["translate", str(prompt), "-o", str(tmp_path / "t3"), "--model", str(shipped), "--steer", str(model)],  # not a probe
+        ["probe", "train", "--with", str(tmp_path / "nowhere"), "--without", str(src / "low"), "--trait", "x",
+         "--model", str(shipped), "-o", str(tmp_path / "p.pt")],
     ]  # fmt: skip
     for argv in bad:
         assert main(argv) == 2, argv

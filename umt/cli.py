@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokenizer(commands)
     _add_lm(commands)
     _add_generate(commands)
+    _add_probe(commands)
     return parser
 
 
@@ -91,6 +93,37 @@ def _tokens_flag(parser: argparse.ArgumentParser) -> None:
         "--tokens", action="store_true",
         help="go through the model's tokens: the latent its tokenizer quantises (umt tokenizer train)",
     )  # fmt: skip
+
+
+def _steer_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--steer", action="append", default=[], metavar="PROBE[:ALPHA]",
+        help="nudge the model towards a probe's trait (umt probe train), ALPHA standard deviations along its "
+        "direction (default 2; negative: away from it); repeatable",
+    )  # fmt: skip
+    parser.add_argument("--steer-sites", type=int, default=4, help="the probe's best sites that are nudged (default: %(default)s)")
+
+
+def _steering(args: argparse.Namespace, sites: list, threshold: float | None = None):
+    """The Steering of every --steer PROBE[:ALPHA] over the sites that exist here, or None."""
+    from umt.steering import Steering, load_probes, parse_steer
+
+    if not args.steer:
+        return None
+    if args.steer_sites < 1:
+        raise UserError("--steer-sites must be positive")
+    names = {site.name for site in sites}
+    chosen, alphas = [], []
+    for text in args.steer:
+        path, alpha = parse_steer(text)
+        trait, probes = load_probes(Path(path))
+        usable = [p for p in probes if p.site in names][: args.steer_sites]
+        if not usable:
+            raise UserError(f"--steer {text}: none of its probes' sites is in this model")
+        chosen += usable
+        alphas += [alpha] * len(usable)
+        print(f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}")
+    return Steering(sites, chosen, alphas, threshold)
 
 
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +350,7 @@ def _add_translate(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
     _tokens_flag(p)
+    _steer_flags(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
     p.add_argument("--sample-rate", type=int, help="resample the outputs to this rate (soxr; default: the model's)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -365,7 +399,12 @@ def _run_translate(args: argparse.Namespace) -> int:
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
-    report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
+    from umt.steering import model_sites
+
+    # The frame networks read a whole file at once: there is no running generation to monitor.
+    steering = _steering(args, [site for d in model.cfg.domains for site in model_sites(model, d)] if args.steer else [])
+    with steering.applied() if steering else contextlib.nullcontext():
+        report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     print(summary(report))
     return 1 if report.failed else 0
 
@@ -661,14 +700,20 @@ def _add_generate(commands) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="the LM's sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _steer_flags(p)
+    p.add_argument(
+        "--steer-threshold", type=float, default=0.9,
+        help="self-monitoring: the nudge stops once the probes read the trait with this probability for 5 steps "
+        "running; 1 = never stop (default: %(default)s)",
+    )  # fmt: skip
     _device_flag(p)
     p.set_defaults(run=_run_generate)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
     from umt.audio import load_audio, write_audio
-    from umt.checkpoint import DEFAULT_MODEL, find_checkpoint, load_checkpoint, load_model, load_model_state
-    from umt.tokens import continue_prompt, load_lm
+    from umt.checkpoint import DEFAULT_MODEL, find_checkpoint, load_checkpoint, load_model
+    from umt.tokens import carried_lm, continue_prompt, load_lm
     from umt.translator import Translator
 
     if args.seconds <= 0 or args.temperature < 0:
@@ -690,15 +735,86 @@ def _run_generate(args: argparse.Namespace) -> int:
         lm_path = find_checkpoint(args.lm)
         lm = load_lm(load_checkpoint(lm_path), lm_path)
     else:
-        carried = load_model_state(model_path).get("lm") or {}
-        if args.mode not in carried:
+        lm = carried_lm(model_path, args.mode)
+        if lm is None:
             raise UserError(f"{model_path} carries no {args.mode} token LM: pass --lm (train one with `umt lm train`)")
-        lm = load_lm(carried[args.mode], model_path)
     if (lm.cfg.codebooks, lm.cfg.codebook_size) != (model.cfg.codebooks, model.cfg.codebook_size):
         raise UserError("the token LM was trained on another tokenizer than the model's")
-    audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
-                                     args.temperature, args.seed)  # fmt: skip
+    from umt.steering import lm_sites
+
+    # Generation is steered where SMITIN steers it: the LM's attention heads, read at every step.
+    steering = _steering(args, lm_sites(lm), args.steer_threshold if args.steer_threshold < 1 else None)
+    with steering.applied() if steering else contextlib.nullcontext():
+        audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
+                                         args.temperature, args.seed)  # fmt: skip
+    if steering and not steering.active:
+        print(f"self-monitoring: the trait was read after {len(steering.readings)} steps; the nudge stopped there")
     write_audio(args.out, audio, model.cfg.sample_rate)
     print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "
           f"{figures['frames']} frames at {figures['frames_per_second']:.0f} frames/s")  # fmt: skip
+    return 0
+
+
+# ---------------------------------------------------------------- steering probes
+
+
+def _add_probe(commands) -> None:
+    from umt.lm import MODES
+
+    p = commands.add_parser("probe", help="SMITIN probes: where a model's activations carry a musical trait")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="train one logistic-regression probe per site on audio with and without a trait",
+        description="Cuts the audio files of --with and --without into clips (one example each), reads the "
+        "activations of every site (the latent, each layer of each domain's frame network, and each head of the "
+        "token LM the model carries), fits one logistic regression per site and scores it on held-out clips. Writes "
+        "PROBE (for --steer), PROBE's name with .md (the accuracy of every site) and, with an LM, .png (its heads).",
+    )
+    t.add_argument("--with", dest="with_trait", type=Path, required=True, help="a folder of audio with the trait")
+    t.add_argument("--without", type=Path, required=True, help="a folder of audio without it")
+    t.add_argument("--trait", required=True, help="the trait's name, e.g. staccato")
+    t.add_argument("-o", "--out", type=Path, required=True, help="the probe file to write (.pt)")
+    t.add_argument("--model", type=Path, help="the model (default: the shipped one)")
+    t.add_argument("--mode", choices=MODES, default="parallel", help="which token LM of the model (default: %(default)s)")
+    t.add_argument("--clip-seconds", type=float, default=2.0, help="length of one example (default: %(default)s)")
+    t.add_argument("--held-out", type=float, default=0.3, help="share of the clips that score the probes (default: %(default)s)")
+    _device_flag(t)
+    t.set_defaults(run=_run_probe_train)
+
+
+def _run_probe_train(args: argparse.Namespace) -> int:
+    from umt.checkpoint import DEFAULT_MODEL, load_model
+    from umt.steering import example_activations, fit_probes, save_probes, write_probe_report
+    from umt.tokens import carried_lm
+    from umt.translate import find_jobs
+    from umt.translator import Translator
+
+    if args.clip_seconds <= 0 or not 0 < args.held_out < 1:
+        raise UserError("--clip-seconds must be positive and --held-out between 0 and 1")
+    if args.out.suffix != ".pt":
+        raise UserError(f"-o {args.out}: name a .pt file")
+    device = _device(args.device)
+    model_path = args.model or DEFAULT_MODEL
+    model = load_model(model_path, device)
+    lm = carried_lm(model_path, args.mode) if model.tokenizer is not None else None
+    if lm is not None:
+        lm = lm.to(device)
+    translator = Translator(model, device)
+    files = {}
+    for name, folder in (("--with", args.with_trait), ("--without", args.without)):
+        if not folder.is_dir():
+            raise UserError(f"{name} {folder}: not a folder")
+        files[name] = [job.source for job in find_jobs([folder], ".wav")]
+        if not files[name]:
+            raise UserError(f"{name} {folder}: no audio files")
+    with_trait = example_activations(translator, lm, files["--with"], args.clip_seconds)
+    without = example_activations(translator, lm, files["--without"], args.clip_seconds)
+    probes = fit_probes(with_trait, without, args.held_out)
+    save_probes(args.out, args.trait, probes, str(model_path))
+    report = write_probe_report(args.out, args.trait, probes)
+    clips = len(next(iter(with_trait.values()))), len(next(iter(without.values())))
+    print(f"{clips[0]} clips with {args.trait!r}, {clips[1]} without; {len(probes)} sites; best: "
+          + ", ".join(f"{p.site} {p.accuracy:.2f}" for p in probes[:4]))  # fmt: skip
+    print(f"wrote {args.out}, {', '.join(str(r) for r in report)}")
     return 0

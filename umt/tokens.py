@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umt.checkpoint import load_checkpoint, save_checkpoint
+from umt.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
@@ -167,6 +167,12 @@ def load_lm(state: dict, path: Path | str) -> TokenLM:
     lm = TokenLM(LMConfig(**state["config"]))
     lm.load_state_dict(state["model"])
     return lm.eval()
+
+
+def carried_lm(model_path: Path | str, mode: str) -> TokenLM | None:
+    """The token LM of `mode` that a model file carries (`umt export --lm`), if any."""
+    carried = load_model_state(model_path).get("lm") or {}
+    return load_lm(carried[mode], model_path) if mode in carried else None
 
 
 # ---------------------------------------------------------------- generation
