@@ -112,3 +112,36 @@ def test_place_in_range_keeps_pitch_classes():
     # Two notes folded onto one key at the same time become one.
     narrow = place_in_range(notes[:2], Instrument(0, 60, 71))
     assert len(narrow) == 1 and narrow["key"][0] == 60
+
+
+def test_trait_pairs_change_only_their_trait():
+    from umt.data.make_bench import with_trait
+
+    # a chord of four voices held 1 s, then a single note
+    notes = np.array([(0.0, 1.0, k, 90) for k in (48, 55, 64, 72)] + [(1.0, 1.5, 60, 90)], dtype=NOTE_DTYPE)
+    assert np.array_equal(with_trait(notes, "register", "with")["key"], notes["key"] + 12)
+    assert np.array_equal(with_trait(notes, "register", "without"), notes)
+    short = with_trait(notes, "articulation", "with")
+    assert np.allclose(short["end"] - short["start"], [1 / 3] * 4 + [0.5 / 3]) and np.array_equal(short["key"], notes["key"])
+    outer = with_trait(notes, "density", "without")
+    assert sorted(outer["key"].tolist()) == [48, 60, 72]  # the chord's outer voices, and the lone note
+    assert np.array_equal(with_trait(notes, "density", "with"), notes)
+
+
+def test_make_bench_renders_trait_pairs(tmp_path: Path):
+    import librosa
+
+    out = tmp_path / "register"
+    argv = ["make-bench", str(out), "--domains", "piano", "--minutes", str(4 / 60), "--clip-seconds", "2", "--trait", "register"]
+    assert main(argv) == 0
+    with_files, without_files = sorted((out / "with").rglob("*.flac")), sorted((out / "without").rglob("*.flac"))
+    assert [p.name for p in with_files] == [p.name for p in without_files] and with_files
+
+    def mean_midi(path: Path) -> float:
+        """The energy-weighted mean MIDI number of the constant-Q spectrum (harmonics included)."""
+        audio, rate = sf.read(path, dtype="float32")
+        energy = (np.abs(librosa.cqt(audio, sr=rate, fmin=librosa.midi_to_hz(24), n_bins=84)) ** 2).sum(axis=1)
+        return 24 + float((energy * np.arange(84)).sum() / energy.sum())
+
+    # an octave up: the notes' 12 semitones, diluted by the harmonics (about 9 measured)
+    assert all(mean_midi(a) > mean_midi(b) + 6 for a, b in zip(with_files, without_files))

@@ -174,7 +174,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_make_bench(commands) -> None:
-    from umt.data.make_bench import DEFAULT_CORPUS
+    from umt.data.make_bench import DEFAULT_CORPUS, TRAITS
 
     p = commands.add_parser(
         "make-bench",
@@ -195,6 +195,11 @@ def _add_make_bench(commands) -> None:
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help="music21 corpus collection or composer (default: %(default)s)")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="longest excerpt per piece (default: %(default)s)")
     p.add_argument("--with-drums", action="store_true", help="add a General-MIDI drum part to every piece")
+    p.add_argument(
+        "--trait", choices=list(TRAITS),
+        help="render trait pairs for `umt probe train` instead: every piece with the trait into OUT/with/<domain>/ and "
+        "without it into OUT/without/<domain>/ (" + "; ".join(f"{k}: {v}" for k, v in TRAITS.items()) + ")",
+    )  # fmt: skip
     _jobs_flag(p)
     p.set_defaults(run=_run_make_bench)
 
@@ -212,10 +217,11 @@ def _run_make_bench(args: argparse.Namespace) -> int:
     if args.minutes <= 0 or args.clip_seconds <= 0:
         raise UserError("--minutes and --clip-seconds must be positive")
     domains = parse_instruments(args.domains)
-    settings = Settings(args.corpus, args.minutes, args.sample_rate, args.seed, args.clip_seconds, args.with_drums)
+    settings = Settings(args.corpus, args.minutes, args.sample_rate, args.seed, args.clip_seconds, args.with_drums, args.trait or "")
     pairing = make_bench(args.out, domains, settings, args.jobs)
     minutes = sum(p["seconds"] for p in pairing["pieces"]) / 60
-    print(f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains into {args.out}")
+    pairs = f", with and without {args.trait}" if args.trait else ""
+    print(f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains{pairs} into {args.out}")
     return 0
 
 

@@ -273,6 +273,8 @@ def write_probe_report(path, trait: str, probes: list[Probe]) -> list:
             grid[layer, head] = accuracy
         fig, ax = plt.subplots(figsize=(1 + grid.shape[1], 1 + 0.6 * grid.shape[0]))
         image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_yticks(range(grid.shape[0]))
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_title(f"probe accuracy: {trait}")

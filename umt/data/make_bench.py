@@ -83,6 +83,36 @@ class Settings:
     seed: int
     clip_seconds: float
     with_drums: bool
+    # "" for the corpus itself; a trait of TRAITS renders every piece twice, with the trait
+    # (OUT/with/<domain>/) and without it (OUT/without/<domain>/), for `umt probe train`
+    trait: str = ""
+
+
+# ---------------------------------------------------------------- trait pairs (SMITIN probes)
+
+TRAITS = {
+    "register": "with: an octave higher",
+    "articulation": "with: staccato (each note a third of its length, at least 60 ms); without: as written",
+    "density": "with: every voice; without: the outer voices only (the highest and lowest sounding notes)",
+}
+SIDES = ("with", "without")
+
+
+def with_trait(notes: np.ndarray, trait: str, side: str) -> np.ndarray:
+    """The notes (already in the instrument's range) as played on one side of a trait pair."""
+    notes = notes.copy()
+    if trait == "register" and side == "with":
+        notes["key"] += 12
+    elif trait == "articulation" and side == "with":
+        length = notes["end"] - notes["start"]
+        notes["end"] = notes["start"] + np.minimum(length, np.maximum(0.06, length / 3))
+    elif trait == "density" and side == "without":
+        sounding = (notes["start"][None, :] <= notes["start"][:, None]) & (notes["end"][None, :] > notes["start"][:, None])
+        keys = np.where(sounding, notes["key"][None, :], -1)
+        highest = keys.max(axis=1)
+        lowest = np.where(sounding, notes["key"][None, :], 1000).min(axis=1)
+        notes = notes[(notes["key"] == highest) | (notes["key"] == lowest)]
+    return notes
 
 
 # ---------------------------------------------------------------- choosing pieces
@@ -248,8 +278,9 @@ def _soundfont_bytes() -> bytes:
     return (Path(pretty_midi.__file__).parent / "TimGM6mb.sf2").read_bytes()
 
 
-def render(piece: Piece, instrument: Instrument, sample_rate: int) -> np.ndarray:
-    """Synthesise the piece on one instrument: mono float32 at `sample_rate`, -1 dBFS peak."""
+def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = "", side: str = "") -> np.ndarray:
+    """Synthesise the piece on one instrument: mono float32 at `sample_rate`, -1 dBFS peak
+    (one side of a trait pair, if a trait is given)."""
     try:
         import tinysoundfont
     except ImportError:
@@ -261,7 +292,10 @@ def render(piece: Piece, instrument: Instrument, sample_rate: int) -> np.ndarray
     synth.program_select(DRUM_CHANNEL, font, 128, 0, True)
 
     events = []  # (sample, on?, channel, key, velocity); note-offs sort before note-ons
-    for channel, notes in ((0, place_in_range(piece.notes, instrument)), (DRUM_CHANNEL, piece.drums)):
+    placed = place_in_range(piece.notes, instrument)
+    if trait:
+        placed = with_trait(placed, trait, side)
+    for channel, notes in ((0, placed), (DRUM_CHANNEL, piece.drums)):
         for start, end, key, velocity in notes.tolist():
             events.append((round(start * RENDER_RATE), 1, channel, key, velocity))
             events.append((round(end * RENDER_RATE), 0, channel, key, 0))
@@ -284,8 +318,8 @@ def render(piece: Piece, instrument: Instrument, sample_rate: int) -> np.ndarray
     return audio * (PEAK / peak) if peak > 0 else audio
 
 
-def _render_file(piece: Piece, domain: str, path: Path, sample_rate: int) -> None:
-    write_audio(path, render(piece, INSTRUMENTS[domain], sample_rate), sample_rate)
+def _render_file(piece: Piece, domain: str, path: Path, sample_rate: int, trait: str, side: str) -> None:
+    write_audio(path, render(piece, INSTRUMENTS[domain], sample_rate, trait, side), sample_rate)
 
 
 # ---------------------------------------------------------------- the command
@@ -297,7 +331,7 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
     earlier_domains: list[str] = []
     if pairing_path.is_file():  # finish an interrupted run, or add domains to a finished one
         previous = json.loads(pairing_path.read_text())
-        if previous.get("settings") != asdict(settings):
+        if {"trait": "", **previous.get("settings", {})} != asdict(settings):  # corpora made before --trait lack it
             raise UserError(f"{out}: holds a corpus made with other settings {previous.get('settings')}; use a new folder")
         earlier_domains = previous["domains"]
     pieces = choose_pieces(settings, jobs)
@@ -309,13 +343,15 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
     }
     write_json(pairing_path, pairing)
 
+    folders = [(out / side, side) for side in SIDES] if settings.trait else [(out, "")]
     todo = [
-        (piece, domain, out / domain / f"{piece.name}.flac")
+        (piece, domain, folder / domain / f"{piece.name}.flac", settings.sample_rate, settings.trait, side)
+        for folder, side in folders
         for piece in pieces
         for domain in domains
-        if not (out / domain / f"{piece.name}.flac").is_file()  # done by an earlier, interrupted run
+        if not (folder / domain / f"{piece.name}.flac").is_file()  # done by an earlier, interrupted run
     ]
     with ProcessPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="rendering", unit="file", disable=None) as bar:
-        for _ in pool.map(_render_file, *zip(*todo), [settings.sample_rate] * len(todo)) if todo else ():
+        for _ in pool.map(_render_file, *zip(*todo)) if todo else ():
             bar.update()
     return pairing
