@@ -101,23 +101,26 @@ def _steer_flags(parser: argparse.ArgumentParser) -> None:
         help="nudge the model towards a probe's trait (umt probe train), ALPHA standard deviations along its "
         "direction (default 2; negative: away from it); repeatable",
     )  # fmt: skip
-    parser.add_argument("--steer-sites", type=int, default=4, help="the probe's best sites that are nudged (default: %(default)s)")
+    parser.add_argument("--steer-sites", type=int, default=4, help="the probe's best sites that are nudged, per target domain (default: %(default)s)")
 
 
-def _steering(args: argparse.Namespace, sites: list, threshold: float | None = None):
-    """The Steering of every --steer PROBE[:ALPHA] over the sites that exist here, or None."""
+def _steering(args: argparse.Namespace, groups: list[list], threshold: float | None = None):
+    """The Steering of every --steer PROBE[:ALPHA], or None: in each group of sites (the sites
+    one output runs through, e.g. the latent and one target domain's frame network), the
+    probe's --steer-sites best."""
     from umt.steering import Steering, load_probes, parse_steer
 
     if not args.steer:
         return None
     if args.steer_sites < 1:
         raise UserError("--steer-sites must be positive")
-    names = {site.name for site in sites}
+    sites = list({site.name: site for group in groups for site in group}.values())
     chosen, alphas = [], []
     for text in args.steer:
         path, alpha = parse_steer(text)
         trait, probes = load_probes(Path(path))
-        usable = [p for p in probes if p.site in names][: args.steer_sites]
+        best = [[p for p in probes if p.site in {site.name for site in group}][: args.steer_sites] for group in groups]
+        usable = list({p.site: p for group in best for p in group}.values())
         if not usable:
             raise UserError(f"--steer {text}: none of its probes' sites is in this model")
         chosen += usable
@@ -408,7 +411,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     from umt.steering import model_sites
 
     # The frame networks read a whole file at once: there is no running generation to monitor.
-    steering = _steering(args, [site for d in model.cfg.domains for site in model_sites(model, d)] if args.steer else [])
+    steering = _steering(args, [model_sites(model, d) for d in targets] if args.steer else [])
     with steering.applied() if steering else contextlib.nullcontext():
         report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     print(summary(report))
@@ -749,7 +752,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from umt.steering import lm_sites
 
     # Generation is steered where SMITIN steers it: the LM's attention heads, read at every step.
-    steering = _steering(args, lm_sites(lm), args.steer_threshold if args.steer_threshold < 1 else None)
+    steering = _steering(args, [lm_sites(lm)], args.steer_threshold if args.steer_threshold < 1 else None)
     with steering.applied() if steering else contextlib.nullcontext():
         audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                          args.temperature, args.seed)  # fmt: skip
