@@ -66,7 +66,7 @@ def test_monitoring_stops_the_nudge_once_the_trait_is_read(lm_and_probes):
         lm.loss(with_trait)
         assert steering.active  # one reading is not yet enough
         lm.loss(with_trait)
-        assert not steering.active and min(steering.readings) >= 0.5
+        assert not steering.active and steering.stopped_at == 2 and min(steering.readings) >= 0.5
         stopped = lm.loss(with_trait)
     assert torch.isclose(stopped, lm.loss(with_trait))  # no nudge any more
     # without the trait the readings stay low and the nudge goes on

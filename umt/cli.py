@@ -756,8 +756,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     with steering.applied() if steering else contextlib.nullcontext():
         audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                          args.temperature, args.seed)  # fmt: skip
-    if steering and not steering.active:
-        print(f"self-monitoring: the trait was read after {len(steering.readings)} steps; the nudge stopped there")
+    if steering and steering.stopped_at is not None:
+        print(f"self-monitoring: the trait was read after {steering.stopped_at} of {len(steering.readings)} steps; the nudge stopped there")
     write_audio(args.out, audio, model.cfg.sample_rate)
     print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "
           f"{figures['frames']} frames at {figures['frames_per_second']:.0f} frames/s")  # fmt: skip

@@ -129,8 +129,10 @@ class Steering:
     """Forward hooks that nudge the chosen sites along their probes' directions (alpha sigma
     theta) and, with a threshold, stop once the probes read the trait (self-monitoring).
 
-    readings: P(trait) per call of the first steered site's module (mean over sites and batch),
-    read before the nudge; active: whether the nudge is still applied."""
+    readings: P(trait) per forward pass (mean over sites and batch), each probe read on the
+    running mean of its site's newest-step activations before the nudge (probes are trained on
+    activations averaged over time); active: whether the nudge is still applied; stopped_at:
+    the reading after which monitoring stopped it (None while it runs)."""
 
     def __init__(
         self, sites: list[Site], probes: list[Probe], alpha: float | list[float], threshold: float | None = None,
@@ -145,12 +147,17 @@ class Steering:
         self.threshold, self.patience = threshold, patience
         self.readings: list[float] = []
         self.active = True
+        self.stopped_at: int | None = None
         self._pending: list[float] = []
+        self._sums: dict[int, torch.Tensor] = {}  # per pair: the sum of its newest-step activations so far
+        self._steps: dict[int, int] = {}
 
-    def _hook(self, site: Site, probe: Probe, alpha: float):
+    def _hook(self, index: int, site: Site, probe: Probe, alpha: float):
         def hook(module, args, output):
-            activations = site.select(output)
-            self._pending.append(float(probe.read(activations[:, -1]).mean()))  # the newest step, before the nudge
+            newest = site.select(output)[:, -1].float()  # before the nudge
+            self._sums[index] = self._sums.get(index, 0) + newest
+            self._steps[index] = self._steps.get(index, 0) + 1
+            self._pending.append(float(probe.read(self._sums[index] / self._steps[index]).mean()))
             if len(self._pending) == len(self.pairs):
                 self._monitor()
             if not self.active:
@@ -166,12 +173,15 @@ class Steering:
         self.readings.append(sum(self._pending) / len(self._pending))
         self._pending = []
         recent = self.readings[-self.patience :]
-        if self.threshold is not None and len(recent) == self.patience and min(recent) >= self.threshold:
+        if self.active and self.threshold is not None and len(recent) == self.patience and min(recent) >= self.threshold:
             self.active = False
+            self.stopped_at = len(self.readings)
 
     @contextmanager
     def applied(self) -> Iterator[Steering]:
-        handles = [site.module.register_forward_hook(self._hook(site, probe, a)) for (site, probe), a in zip(self.pairs, self.alphas)]
+        handles = [
+            site.module.register_forward_hook(self._hook(i, site, probe, a)) for i, ((site, probe), a) in enumerate(zip(self.pairs, self.alphas))
+        ]
         try:
             yield self
         finally:
