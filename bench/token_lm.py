@@ -43,7 +43,7 @@ def main() -> None:
           f"{args.frames} frames generated, {args.repeats} repeats")  # fmt: skip
     rates = {}
     for mode, state in carried.items():
-        lm = load_lm(state, args.model)
+        lm = load_lm(state)
         times = []
         for seed in range(args.repeats):
             tic = time.perf_counter()

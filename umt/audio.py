@@ -36,6 +36,11 @@ def is_audio_file(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
 
 
+def audio_files(folder: Path) -> list[Path]:
+    """Every audio file under a folder, searched recursively, in name order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_audio_file(p))
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> np.ndarray:
     """Decode any file libsndfile reads, mix to mono and resample to `sample_rate`.
 

@@ -63,6 +63,14 @@ def load_model_state(path: str | Path, device: str | torch.device = "cpu") -> di
     return state
 
 
+def load_lm_state(path: str | Path) -> dict[str, Any]:
+    """A checkpoint that holds a token LM (`umt lm train`; umt.tokens.load_lm builds it)."""
+    state = load_checkpoint(path)
+    if state.get("kind") != LM_KIND:
+        raise UserError(f"{path}: not a token LM (train one with `umt lm train`)")
+    return state
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
     """The translation model of a checkpoint, in eval mode."""
     state = load_model_state(path, device)
@@ -102,9 +110,7 @@ def export_model(
         model.cfg.render_residual = other.cfg.render_residual  # how its renderers were trained
         extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
     for path in lms:
-        lm_state = load_checkpoint(path)
-        if lm_state.get("kind") != LM_KIND:
-            raise UserError(f"--lm {path}: not a token LM (train one with `umt lm train`)")
+        lm_state = load_lm_state(path)
         if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (model.cfg.codebooks, model.cfg.codebook_size):
             raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
         keep = ("kind", "config", "model", "step", "val_bits", "test_bits")

@@ -376,6 +376,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     import torch
 
     from umt.checkpoint import DEFAULT_MODEL, load_model
+    from umt.steering import model_sites
     from umt.translate import check_output_folder, convert, find_jobs, parse_shard, shard, summary
     from umt.translator import Translator
 
@@ -408,8 +409,6 @@ def _run_translate(args: argparse.Namespace) -> int:
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
-    from umt.steering import model_sites
-
     # The frame networks read a whole file at once: there is no running generation to monitor.
     steering = _steering(args, [model_sites(model, d) for d in targets] if args.steer else [])
     with steering.applied() if steering else contextlib.nullcontext():
@@ -721,7 +720,8 @@ def _add_generate(commands) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from umt.audio import load_audio, write_audio
-    from umt.checkpoint import DEFAULT_MODEL, find_checkpoint, load_checkpoint, load_model
+    from umt.checkpoint import DEFAULT_MODEL, load_lm_state, load_model
+    from umt.steering import lm_sites
     from umt.tokens import carried_lm, continue_prompt, load_lm
     from umt.translator import Translator
 
@@ -741,16 +741,13 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--to {args.to}: unknown domain; {model_path} has {', '.join(model.cfg.domains)}")
     translator = Translator(model, device, tokens=True)  # refuses a model without a tokenizer
     if args.lm is not None:
-        lm_path = find_checkpoint(args.lm)
-        lm = load_lm(load_checkpoint(lm_path), lm_path)
+        lm = load_lm(load_lm_state(args.lm))
     else:
         lm = carried_lm(model_path, args.mode)
         if lm is None:
             raise UserError(f"{model_path} carries no {args.mode} token LM: pass --lm (train one with `umt lm train`)")
     if (lm.cfg.codebooks, lm.cfg.codebook_size) != (model.cfg.codebooks, model.cfg.codebook_size):
         raise UserError("the token LM was trained on another tokenizer than the model's")
-    from umt.steering import lm_sites
-
     # Generation is steered where SMITIN steers it: the LM's attention heads, read at every step.
     steering = _steering(args, [lm_sites(lm)], args.steer_threshold if args.steer_threshold < 1 else None)
     with steering.applied() if steering else contextlib.nullcontext():
@@ -793,10 +790,10 @@ def _add_probe(commands) -> None:
 
 
 def _run_probe_train(args: argparse.Namespace) -> int:
+    from umt.audio import audio_files
     from umt.checkpoint import DEFAULT_MODEL, load_model
     from umt.steering import example_activations, fit_probes, save_probes, write_probe_report
     from umt.tokens import carried_lm
-    from umt.translate import find_jobs
     from umt.translator import Translator
 
     if args.clip_seconds <= 0 or not 0 < args.held_out < 1:
@@ -814,7 +811,7 @@ def _run_probe_train(args: argparse.Namespace) -> int:
     for name, folder in (("--with", args.with_trait), ("--without", args.without)):
         if not folder.is_dir():
             raise UserError(f"{name} {folder}: not a folder")
-        files[name] = [job.source for job in find_jobs([folder], ".wav")]
+        files[name] = audio_files(folder)
         if not files[name]:
             raise UserError(f"{name} {folder}: no audio files")
     with_trait = example_activations(translator, lm, files["--with"], args.clip_seconds)

@@ -8,7 +8,6 @@ Shapes: audio and mu-law codes are [batch, time]; activations are channels-last,
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 

@@ -202,8 +202,7 @@ def example_activations(translator, lm: nn.Module | None, audio_files: list, cli
 
     model = translator.model
     rate = model.cfg.sample_rate
-    sites = [s for d in model.cfg.domains for s in model_sites(model, d)]
-    sites = [s for i, s in enumerate(sites) if s.name != "latent" or i == 0]  # one latent site
+    sites = list({s.name: s for d in model.cfg.domains for s in model_sites(model, d)}.values())  # one latent site
     if lm is not None:
         sites += lm_sites(lm)
     samples = int(clip_seconds * rate)

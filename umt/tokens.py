@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umt.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from umt.checkpoint import load_lm_state, load_model_state, save_checkpoint
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
@@ -101,7 +101,7 @@ def train_lm(
     last = out / "last.pt"
     state = None
     if resume:
-        state = load_checkpoint(last)
+        state = load_lm_state(last)
         cfg = LMConfig(**state["config"])
     elif last.exists():
         raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
@@ -123,9 +123,9 @@ def train_lm(
         raise UserError(f"no training file is as long as one LM window ({length} frames); use a shorter --context")
     generator = torch.Generator().manual_seed(seed + step)
 
-    def checkpoint(extra: dict | None = None) -> dict:
+    def checkpoint() -> dict:
         return {"kind": LM_KIND, "config": asdict(cfg), "model": lm.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "best_val_bits": best, **(extra or {})}  # fmt: skip
+                "step": step, "best_val_bits": best}  # fmt: skip
 
     out.mkdir(parents=True, exist_ok=True)
     lm.train()
@@ -154,16 +154,15 @@ def train_lm(
             raise KeyboardInterrupt
     scores = {"val_bits": best}
     if manifest.entries(split="test"):
-        lm.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+        best_state = load_lm_state(out / "best.pt")
+        lm.load_state_dict(best_state["model"])
         scores["test_bits"] = nll_bits(lm, split_tokens(translator, manifest, "test"), batch, device)
-        save_checkpoint(out / "best.pt", {**load_checkpoint(out / "best.pt"), **scores})
+        save_checkpoint(out / "best.pt", {**best_state, **scores})
     return scores
 
 
-def load_lm(state: dict, path: Path | str) -> TokenLM:
-    """A token LM from its checkpoint dict (an LM run's best.pt, or one stored in a model)."""
-    if state.get("kind") != LM_KIND:
-        raise UserError(f"{path}: not a token LM (train one with `umt lm train`)")
+def load_lm(state: dict) -> TokenLM:
+    """A token LM from its checkpoint dict (checkpoint.load_lm_state, or one a model carries)."""
     lm = TokenLM(LMConfig(**state["config"]))
     lm.load_state_dict(state["model"])
     return lm.eval()
@@ -172,7 +171,7 @@ def load_lm(state: dict, path: Path | str) -> TokenLM:
 def carried_lm(model_path: Path | str, mode: str) -> TokenLM | None:
     """The token LM of `mode` that a model file carries (`umt export --lm`), if any."""
     carried = load_model_state(model_path).get("lm") or {}
-    return load_lm(carried[mode], model_path) if mode in carried else None
+    return load_lm(carried[mode]) if mode in carried else None
 
 
 # ---------------------------------------------------------------- generation

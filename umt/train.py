@@ -228,9 +228,12 @@ def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
     checkpoint that does not record them, those of the preset its config is (else of its kind)."""
     if base_state.get("train"):
         return base_state["train"]
-    plain = {**base_state["config"], "codebooks": 0}
-    same = [name for name in PRESETS if preset(name, cfg.domains).to_dict() == {**preset(name, cfg.domains).to_dict(), **plain}]
-    name = same[0] if same else "spectral" if cfg.spectral else "small"
+    stored = {k: v for k, v in base_state["config"].items() if k not in TOKENIZER_FIELDS}
+    for name in PRESETS:
+        config = preset(name, cfg.domains).to_dict()
+        if config == {**config, **stored}:  # every setting the base stores is the preset's
+            return {"preset": name, **PRESETS[name].training}
+    name = "spectral" if cfg.spectral else "small"
     return {"preset": name, **PRESETS[name].training}
 
 

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from umt.audio import is_audio_file, load_audio, resample, write_audio
+from umt.audio import audio_files, load_audio, resample, write_audio
 from umt.errors import UserError
 from umt.progress import Progress
 from umt.translator import Translator
@@ -37,8 +37,7 @@ def find_jobs(inputs: list[Path], suffix: str) -> list[Job]:
     jobs: dict[Path, Job] = {}
     for given in inputs:
         if given.is_dir():
-            found = sorted(p for p in given.rglob("*") if p.is_file() and is_audio_file(p))
-            pairs = [(p, p.relative_to(given)) for p in found]
+            pairs = [(p, p.relative_to(given)) for p in audio_files(given)]
         elif given.exists():
             pairs = [(given, Path(given.name))]
         else:

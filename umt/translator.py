@@ -122,9 +122,11 @@ class Translator:
         """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded; over
         the spectrum F + 1, the frame centred on the end included); with `tokens`, the latent
         its tokens stand for."""
+        latent = self.continuous(audio)
         if not self.tokens:
-            return self.continuous(audio)
-        return self.from_tokens(self.tokenize(audio))
+            return latent
+        with torch.no_grad():
+            return self.model.quantize(latent[None])[0][0]
 
     def continuous(self, audio: np.ndarray) -> torch.Tensor:
         """The encoder's latent [F, C] of a recording (see encode)."""

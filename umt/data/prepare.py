@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from umt.audio import AudioError, is_audio_file, load_audio
+from umt.audio import AudioError, audio_files, load_audio
 from umt.data.manifest import MANIFEST_NAME, FileEntry, Manifest, assign_splits, read_pairing
 from umt.errors import UserError
 from umt.fileio import atomic_path
@@ -59,7 +59,7 @@ def prepare(
     todo: list[Job] = []
     taken: dict[str, str] = {}  # out_rel -> the source that claimed it
     for domain in domains:
-        for path in sorted(p for p in (source / domain).rglob("*") if p.is_file() and is_audio_file(p)):
+        for path in audio_files(source / domain):
             rel = path.relative_to(source).as_posix()
             out_rel = str(Path(rel).with_suffix(".npy").as_posix())
             if out_rel in taken:
