@@ -43,7 +43,7 @@ def frames_and_chroma(model, manifest: Manifest, split: str, clips: int, seconds
         for entry in [e for e in manifest.entries(domain, split) if e.samples >= samples][:clips]:
             audio = torch.from_numpy(manifest.excerpt(entry, (entry.samples - samples) // 2, samples))[None]
             with torch.no_grad():
-                latent = model.encode(mu_law_encode(audio))[0]
+                latent = model.encode(mu_law_encode(audio))[0].repeat_interleave(cfg.latent_stride, dim=0)  # at the frame rate
                 amp = spectrum(audio)[0][0]
             n = min(latent.shape[0], amp.shape[0])
             chroma = amp[:n].view(n, 8, 12).sum(1)

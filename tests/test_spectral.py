@@ -223,3 +223,26 @@ def test_a_residual_renderer_models_the_audio_minus_its_excitation():
     targets = model.render_targets(codes, excitation)
     torch.testing.assert_close(mu_law_decode(targets), mu_law_decode(codes) - excitation.sum(-1), atol=0.02, rtol=0)
     torch.testing.assert_close(model.waveform(mu_law_decode(targets), excitation), mu_law_decode(codes), atol=0.02, rtol=0)
+
+
+def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_path):
+    from umt.checkpoint import load_model
+    from umt.errors import UserError
+    from umt.train import train
+    from umt.translator import Translator
+
+    torch.manual_seed(0)
+    model = UMT(preset("tiny-spectral", ["a", "b"], latent_stride=5))
+    batch = spectral_batch(model, frames=21)
+    assert model.latent(batch["levels_in"][0]).shape[1] == 5  # 21 frames -> ceil(21 / 5) latent frames
+    assert "spectrum/a" in model(batch, ["a"]).losses  # predicted at the frame rate, compared frame for frame
+    with pytest.raises(UserError, match="latent_stride"):
+        preset("tiny", ["a"], latent_stride=5).check()
+    run = train(two_domains, tmp_path / "run", {"preset": "tiny-spectral", "steps": 2, "val_every": 2, "val_items": 2,
+                                                "workers": 0, "model_overrides": {"latent_stride": 5}})  # fmt: skip
+    assert run.step == 2
+    translator = Translator(load_model(tmp_path / "run" / "last.pt"), torch.device("cpu"), chunk_seconds=0.25)
+    audio = np.sin(np.arange(SR) / SR * 2 * np.pi * 220).astype(np.float32) * 0.5
+    latent = translator.encode(audio)
+    assert latent.shape[0] == -(-(SR // HOP + 1) // 5)  # 101 frames -> 21 latent frames of 5
+    assert translator.decode([latent], [audio.size], "high", ["x"])[0].shape == audio.shape

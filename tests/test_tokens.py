@@ -97,6 +97,16 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     model = tok / "last.pt"
     assert main(["tokenizer", "measure", "--model", str(model), "--data", str(two_domains), "--json", str(tmp_path / "mi.json")]) == 0
     assert "perplexity per codebook" in capsys.readouterr().out and (tmp_path / "mi.json").is_file()
+    # the tokens of a split are those of its audio as float samples (int16 PCM would clip at full scale)
+    from umt.data.manifest import Manifest, pcm_to_float
+    from umt.tokens import split_tokens
+    from umt.translator import Translator
+
+    manifest, translator = Manifest.read(two_domains), Translator(load_model(model), torch.device("cpu"), tokens=True)
+    pcm = manifest.load(manifest.entries(split="train")[0])
+    assert torch.equal(split_tokens(translator, manifest, "train")[0], translator.tokenize(pcm_to_float(pcm)))
+    with pytest.raises(TypeError, match="float samples"):
+        translator.tokenize(pcm)
 
     small = ["--steps", "2", "--val-every", "1", "--context", "8", "--dim", "16", "--layers", "1", "--heads", "2", "--batch-size", "2"]
     for mode in ("parallel", "joint"):
@@ -128,9 +138,15 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     steered = tmp_path / "steered.wav"
     assert main(["generate", "--prompt", str(prompt), "--seconds", "0.3", "--to", "high", "-o", str(steered), "--model", str(shipped),
                  "--steer", f"{probe}:3", "--steer-threshold", "0.5"]) == 0  # fmt: skip
-    assert "steering towards 'high' at alpha 3: lm." in capsys.readouterr().out and steered.is_file()
-    assert main(["translate", str(prompt), "-o", str(tmp_path / "st"), "--model", str(shipped), "--to", "high", "--steer", str(probe)]) == 0
-    assert "latent" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "steering towards 'high' at alpha 3: lm." in out and "the nudge applied at" in out and steered.is_file()
+    assert main(["translate", str(prompt), "-o", str(tmp_path / "st"), "--model", str(shipped), "--to", "high", "--steer", str(probe),
+                 "--steer-threshold", "1"]) == 0  # fmt: skip
+    assert "latent" in capsys.readouterr().out and (tmp_path / "st" / "high" / prompt.name).is_file()
+    # the probe reads the mean over the clips it was trained on: 0.5 s = 50 frames (LM heads: at most its context)
+    from umt.steering import load_probes
+
+    assert {p.window for p in load_probes(probe)[1] if p.site == "latent"} == {51}
 
     # mistakes get one line
     bad = [
@@ -147,6 +163,7 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         ["translate", str(prompt), "-o", str(tmp_path / "t2"), "--model", str(tiny_spectral_checkpoint), "--tokens"],
         ["lm", "train", str(two_domains), "--model", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "lm2")],
         ["translate", str(prompt), "-o", str(tmp_path / "t3"), "--model", str(shipped), "--steer", str(model)],  # not a probe
+        ["translate", str(prompt), "-o", str(tmp_path / "t4"), "--model", str(shipped), "--steer", str(probe), "--steer-threshold", "2"],
         ["probe", "train", "--with", str(tmp_path / "nowhere"), "--without", str(src / "low"), "--trait", "x",
          "--model", str(shipped), "-o", str(tmp_path / "p.pt")],
     ]  # fmt: skip

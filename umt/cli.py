@@ -102,18 +102,25 @@ def _steer_flags(parser: argparse.ArgumentParser) -> None:
         "direction (default 2; negative: away from it); repeatable",
     )  # fmt: skip
     parser.add_argument("--steer-sites", type=int, default=4, help="the probe's best sites that are nudged, per target domain (default: %(default)s)")
+    parser.add_argument(
+        "--steer-threshold", type=float, default=0.9,
+        help="self-monitoring: the nudge pauses while the probes have read the trait with at least this probability "
+        "for a quarter second running; 1 = never pause (default: %(default)s)",
+    )  # fmt: skip
 
 
-def _steering(args: argparse.Namespace, groups: list[list], threshold: float | None = None):
+def _steering(args: argparse.Namespace, groups: list[list]):
     """The Steering of every --steer PROBE[:ALPHA], or None: in each group of sites (the sites
     one output runs through, e.g. the latent and one target domain's frame network), the
-    probe's --steer-sites best."""
+    probe's --steer-sites best, monitored at --steer-threshold."""
     from umt.steering import Steering, load_probes, parse_steer
 
     if not args.steer:
         return None
     if args.steer_sites < 1:
         raise UserError("--steer-sites must be positive")
+    if not 0 < args.steer_threshold <= 1:
+        raise UserError(f"--steer-threshold {args.steer_threshold:g}: choose a probability in (0, 1]")
     sites = list({site.name: site for group in groups for site in group}.values())
     chosen, alphas = [], []
     for text in args.steer:
@@ -126,7 +133,7 @@ def _steering(args: argparse.Namespace, groups: list[list], threshold: float | N
         chosen += usable
         alphas += [alpha] * len(usable)
         print(f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}")
-    return Steering(sites, chosen, alphas, threshold)
+    return Steering(sites, chosen, alphas, args.steer_threshold if args.steer_threshold < 1 else None)
 
 
 def _jobs_flag(parser: argparse.ArgumentParser) -> None:
@@ -409,10 +416,11 @@ def _run_translate(args: argparse.Namespace) -> int:
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
-    # The frame networks read a whole file at once: there is no running generation to monitor.
     steering = _steering(args, [model_sites(model, d) for d in targets] if args.steer else [])
     with steering.applied() if steering else contextlib.nullcontext():
         report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
+    if steering:
+        print(f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest paused by self-monitoring)")
     print(summary(report))
     return 1 if report.failed else 0
 
@@ -709,11 +717,6 @@ def _add_generate(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _steer_flags(p)
-    p.add_argument(
-        "--steer-threshold", type=float, default=0.9,
-        help="self-monitoring: the nudge stops once the probes read the trait with this probability for 5 steps "
-        "running; 1 = never stop (default: %(default)s)",
-    )  # fmt: skip
     _device_flag(p)
     p.set_defaults(run=_run_generate)
 
@@ -749,12 +752,12 @@ def _run_generate(args: argparse.Namespace) -> int:
     if (lm.cfg.codebooks, lm.cfg.codebook_size) != (model.cfg.codebooks, model.cfg.codebook_size):
         raise UserError("the token LM was trained on another tokenizer than the model's")
     # Generation is steered where SMITIN steers it: the LM's attention heads, read at every step.
-    steering = _steering(args, [lm_sites(lm)], args.steer_threshold if args.steer_threshold < 1 else None)
+    steering = _steering(args, [lm_sites(lm)])
     with steering.applied() if steering else contextlib.nullcontext():
         audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                          args.temperature, args.seed)  # fmt: skip
-    if steering and steering.stopped_at is not None:
-        print(f"self-monitoring: the trait was read after {steering.stopped_at} of {len(steering.readings)} steps; the nudge stopped there")
+    if steering:
+        print(f"steering: the nudge applied at {steering.newest_nudged():.0%} of the steps (the rest paused by self-monitoring)")
     write_audio(args.out, audio, model.cfg.sample_rate)
     print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "
           f"{figures['frames']} frames at {figures['frames_per_second']:.0f} frames/s")  # fmt: skip
@@ -814,9 +817,10 @@ def _run_probe_train(args: argparse.Namespace) -> int:
         files[name] = audio_files(folder)
         if not files[name]:
             raise UserError(f"{name} {folder}: no audio files")
-    with_trait = example_activations(translator, lm, files["--with"], args.clip_seconds)
-    without = example_activations(translator, lm, files["--without"], args.clip_seconds)
-    probes = fit_probes(with_trait, without, args.held_out)
+    steps: dict[str, int] = {}
+    with_trait = example_activations(translator, lm, files["--with"], args.clip_seconds, steps)
+    without = example_activations(translator, lm, files["--without"], args.clip_seconds, steps)
+    probes = fit_probes(with_trait, without, args.held_out, windows=steps)
     save_probes(args.out, args.trait, probes, str(model_path))
     report = write_probe_report(args.out, args.trait, probes)
     clips = len(next(iter(with_trait.values()))), len(next(iter(without.values())))

@@ -54,6 +54,10 @@ class ModelConfig:
     decoder_type: str = "wavenet"  # wavenet | spectral
     spectrum_midi_low: int = 24  # lowest semitone bin (C1, 32.7 Hz)
     spectrum_bins: int = 96  # eight octaves
+    # Over the spectrum: spectrum frames averaged into one latent frame (1: the latent at the
+    # frame rate, 100 Hz at pool 160; 5: 20 Hz, the paper's rate); the frame networks repeat
+    # each latent frame that many times and predict the spectrum at the frame rate.
+    latent_stride: int = 1
     frame_blocks: int = 2
     frame_layers: int = 6
     frame_channels: int = 128
@@ -84,6 +88,11 @@ class ModelConfig:
         return self.encoder_input == "spectrum" or self.spectral
 
     @property
+    def latent_hop(self) -> int:
+        """Samples per latent frame."""
+        return self.pool * self.latent_stride
+
+    @property
     def excitation_bands(self) -> int:
         return self.spectrum_bins // 12
 
@@ -102,6 +111,8 @@ class ModelConfig:
             raise UserError(f"codebooks {self.codebooks} of size {self.codebook_size}: need codebooks >= 0 and size >= 2")
         if self.uses_spectrum and self.spectrum_bins % 12:
             raise UserError(f"spectrum_bins {self.spectrum_bins}: must be whole octaves (a multiple of 12)")
+        if self.latent_stride < 1 or (self.latent_stride > 1 and not (self.encoder_input == "spectrum" and self.spectral)):
+            raise UserError(f"latent_stride {self.latent_stride}: must be 1, or more with a spectrum encoder and spectral decoders")
 
     @property
     def decoder_receptive_field(self) -> int:
@@ -190,14 +201,14 @@ class Encoder(nn.Module):
     """Kernel-3 input conv -> non-causal dilated residual stack -> linear map to the latent -> pooling.
 
     Over the waveform (the paper) the output is averaged over `pool` samples a frame; over the
-    log semitone spectrum it is already at frame rate.
+    log semitone spectrum, over `latent_stride` frames (the last repeated to fill the final one).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         ch = cfg.encoder_channels
         spectrum = cfg.encoder_input == "spectrum"
-        self.pool = 1 if spectrum else cfg.pool
+        self.pool = cfg.latent_stride if spectrum else cfg.pool
         self.input = nn.Linear(3 * (cfg.spectrum_bins if spectrum else 1), ch)
         self.stack = ResidualStack(ch, cfg.encoder_blocks, cfg.encoder_layers)
         self.to_latent = nn.Linear(ch, cfg.latent_channels)
@@ -208,6 +219,9 @@ class Encoder(nn.Module):
             x = x.unsqueeze(-1)
         x = self.stack(self.input(taps(x, (1, 0, -1))))
         b, t, _ = x.shape
+        if t % self.pool:  # spectrum frames: the last repeated up to a whole latent frame
+            x = torch.cat([x, x[:, -1:].expand(b, -t % self.pool, -1)], dim=1)
+            t = x.shape[1]
         return self.to_latent(x).view(b, t // self.pool, self.pool, -1).mean(dim=2)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -336,9 +350,13 @@ class SpectralDecoder(nn.Module):
         self.frames = ResidualStack(ch, cfg.frame_blocks, cfg.frame_layers)
         self.frames_out = nn.Linear(ch, cfg.spectrum_bins)
         self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands)
+        self.stride = cfg.latent_stride
 
-    def spectrum(self, latent: torch.Tensor) -> torch.Tensor:
-        """latent [B, F, C] -> predicted spectrum levels [B, F, bins]."""
+    def spectrum(self, latent: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+        """latent [B, F, C] -> predicted spectrum levels [B, F * latent_stride, bins] (the first
+        `frames` of them if given)."""
+        if self.stride > 1:
+            latent = latent.repeat_interleave(self.stride, dim=1)[:, :frames]
         return self.frames_out(F.relu(self.frames(self.frames_in(taps(latent, (1, 0, -1))))))
 
 
@@ -445,7 +463,7 @@ class UMT(nn.Module):
             n_domains, batch_size = batch["levels"].shape[:2]
             latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
             for d, name in enumerate(domains):
-                predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size])
+                predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size], batch["levels"].shape[2])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
         if "codes" in batch:
             for d, name in enumerate(domains):
@@ -478,7 +496,7 @@ def describe(cfg: ModelConfig) -> str:
     unit = cfg.pool if cfg.encoder_input == "spectrum" else 1  # samples per encoder input step
     lines = [
         f"encoder {enc / 1e6:.2f} M params over the {cfg.encoder_input}, receptive field "
-        f"{cfg.encoder_receptive_field * unit * ms:.0f} ms, latent {cfg.latent_channels} x {cfg.sample_rate / cfg.pool:g} Hz",
+        f"{cfg.encoder_receptive_field * unit * ms:.0f} ms, latent {cfg.latent_channels} x {cfg.sample_rate / cfg.latent_hop:g} Hz",
         f"decoder ({cfg.decoder_type}) {dec / 1e6:.2f} M params each x {len(cfg.domains)}, WaveNet receptive field "
         f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)",
         f"classifier {cls / 1e3:.1f} k params",

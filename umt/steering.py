@@ -11,10 +11,11 @@ latent (`latent`), or one layer of a domain's frame network (`frames.<domain>.<l
 2. Intervention. At inference, a forward hook adds alpha * sigma * theta to the chosen sites'
    activations at every time step: theta the probe's unit direction (towards the trait), sigma
    the spread of the training activations along it, so alpha is in standard deviations.
-3. Self-monitoring. The same hook reads its probe on the site's own activations (before the
-   nudge: what the music so far makes of it); once P(trait), averaged over the monitored
-   sites, has stayed above a threshold for `patience` consecutive calls, the intervention
-   stops, so a trait that is there is not pushed further at the cost of the music.
+3. Self-monitoring. The first steered site of each network call reads its probe at every
+   time step before any nudge, averaged over the trailing window the probe was trained on
+   (what the music up to that step makes of the trait); where the trait has been read for
+   `patience` steps running the nudge pauses, so a trait that is there is not pushed further
+   at the cost of the music, and it resumes if the trait fades.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from umt.errors import UserError
@@ -35,6 +37,7 @@ class Site:
     name: str
     module: nn.Module
     head: int | None = None  # which head of an attention's [B, T, heads, head_dim] output
+    chain: nn.Module | None = None  # the network one call of which runs this site (None: the module itself)
 
     def select(self, output: torch.Tensor) -> torch.Tensor:
         """The site's activations [B, T, D] in its module's output."""
@@ -44,7 +47,7 @@ class Site:
 def lm_sites(lm: nn.Module) -> list[Site]:
     """Every attention head of a token LM (umt.lm.TokenLM)."""
     return [
-        Site(f"lm.{i}.{h}", block.attention.heads, h) for i, block in enumerate(lm.blocks) for h in range(block.attention.n_heads)
+        Site(f"lm.{i}.{h}", block.attention.heads, h, lm) for i, block in enumerate(lm.blocks) for h in range(block.attention.n_heads)
     ]
 
 
@@ -53,16 +56,25 @@ def model_sites(model: nn.Module, domain: str) -> list[Site]:
     decoder = model.decoders[domain]
     if not hasattr(decoder, "frames"):
         raise UserError("steering the decoders needs a spectral model (frame networks)")
-    return [Site("latent", model.encoder)] + [Site(f"frames.{domain}.{i}", layer) for i, layer in enumerate(decoder.frames.layers)]
+    return [Site("latent", model.encoder)] + [
+        Site(f"frames.{domain}.{i}", layer, chain=decoder.frames) for i, layer in enumerate(decoder.frames.layers)
+    ]
 
 
 @torch.no_grad()
-def collect(sites: list[Site], run: Callable[[], object]) -> dict[str, torch.Tensor]:
-    """Each site's activations averaged over time, [examples, D], over everything run() computes."""
+def collect(sites: list[Site], run: Callable[[], object], steps: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Each site's activations averaged over time, [examples, D], over everything run() computes;
+    `steps`, if given, gets the fewest time steps a site's averages were taken over."""
     seen: dict[str, list[torch.Tensor]] = {site.name: [] for site in sites}
 
     def hook(site: Site):
-        return lambda module, args, output: seen[site.name].append(site.select(output).float().mean(dim=1).cpu())
+        def record(module, args, output):
+            activations = site.select(output)
+            seen[site.name].append(activations.float().mean(dim=1).cpu())
+            if steps is not None:
+                steps[site.name] = min(steps.get(site.name, activations.shape[1]), activations.shape[1])
+
+        return record
 
     handles = [site.module.register_forward_hook(hook(site)) for site in sites]
     try:
@@ -82,6 +94,7 @@ class Probe:
     bias: float
     spread: float  # sigma: standard deviation of the training activations along the direction
     accuracy: float  # on held-out examples
+    window: int = 0  # time steps its examples were averaged over (0: unknown, read on everything so far)
 
     @property
     def direction(self) -> torch.Tensor:
@@ -92,17 +105,32 @@ class Probe:
         """P(trait) of activations [..., D]."""
         return torch.sigmoid(activations.float() @ self.weight.to(activations.device) + self.bias)
 
+    def read_running(self, activations: torch.Tensor) -> torch.Tensor:
+        """P(trait) [B, T] at each time step of activations [B, T, D], read on their mean over the
+        trailing `window` steps (all steps so far while fewer), as the probe's examples were."""
+        projected = F.pad((activations.float() @ self.weight.to(activations.device)).cumsum(dim=1), (1, 0))
+        t = activations.shape[1]
+        window = self.window or t
+        ends = torch.arange(1, t + 1, device=activations.device)
+        starts = (ends - window).clamp_min(0)
+        return torch.sigmoid((projected[:, ends] - projected[:, starts]) / (ends - starts) + self.bias)
+
     def to_dict(self) -> dict:
-        return {"site": self.site, "weight": self.weight, "bias": self.bias, "spread": self.spread, "accuracy": self.accuracy}
+        return {"site": self.site, "weight": self.weight, "bias": self.bias, "spread": self.spread, "accuracy": self.accuracy,
+                "window": self.window}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict) -> Probe:
-        return cls(data["site"], data["weight"], float(data["bias"]), float(data["spread"]), float(data["accuracy"]))
+        return cls(data["site"], data["weight"], float(data["bias"]), float(data["spread"]), float(data["accuracy"]),
+                   int(data.get("window", 0)))  # fmt: skip
 
 
-def fit_probes(with_trait: dict[str, torch.Tensor], without: dict[str, torch.Tensor], held_out: float = 0.3, seed: int = 0) -> list[Probe]:
+def fit_probes(
+    with_trait: dict[str, torch.Tensor], without: dict[str, torch.Tensor], held_out: float = 0.3, seed: int = 0,
+    windows: dict[str, int] | None = None,
+) -> list[Probe]:  # fmt: skip
     """One probe per site, from activations [examples, D] of examples with and without the
-    trait; sorted by held-out accuracy, best first."""
+    trait (averaged over `windows[site]` time steps); sorted by held-out accuracy, best first."""
     from sklearn.linear_model import LogisticRegression
 
     probes = []
@@ -118,21 +146,31 @@ def fit_probes(with_trait: dict[str, torch.Tensor], without: dict[str, torch.Ten
         regression = LogisticRegression(max_iter=2000).fit(x[train], y[train])
         weight = torch.from_numpy(regression.coef_[0]).float()
         spread = float(torch.from_numpy(x[train]).float().matmul(weight / weight.norm().clamp_min(1e-12)).std())
-        probes.append(Probe(site, weight, float(regression.intercept_[0]), spread, float(regression.score(x[test], y[test]))))
+        accuracy = float(regression.score(x[test], y[test]))
+        probes.append(Probe(site, weight, float(regression.intercept_[0]), spread, accuracy, (windows or {}).get(site, 0)))
     return sorted(probes, key=lambda p: -p.accuracy)
 
 
-MONITOR_PATIENCE = 5  # consecutive readings above the threshold that stop the nudge
+MONITOR_PATIENCE = 25  # consecutive time steps (a quarter second at 100 frames/s) read as the trait that pause the nudge
 
 
 class Steering:
     """Forward hooks that nudge the chosen sites along their probes' directions (alpha sigma
-    theta) and, with a threshold, stop once the probes read the trait (self-monitoring).
+    theta) and, with a threshold, monitor themselves.
 
-    readings: P(trait) per forward pass (mean over sites and batch), each probe read on the
-    running mean of its site's newest-step activations before the nudge (probes are trained on
-    activations averaged over time); active: whether the nudge is still applied; stopped_at:
-    the reading after which monitoring stopped it (None while it runs)."""
+    The monitor of one call of a network (a frame network over a recording, the token LM over
+    its context) is the first steered site that call runs, read before any nudge: its
+    activations then hold only what the network was given, the source (translation) or the
+    music generated so far (generation), where a site after a nudged one would read the nudge
+    itself. At every time step its probe is read on those activations averaged over the
+    trailing `window` steps the probe was trained on; the nudge is off at a step (at every
+    site of the call) when the `patience` readings before it were all at or above the
+    threshold, and on again once a reading falls below it. The rule looks only backwards in
+    time, so it is the same whether a call holds a whole recording or a generation's context
+    up to its newest step.
+
+    log: per hook call, (site, readings [T], nudged [T]), each the mean over the batch (the
+    readings of each site, the nudge of its call's monitor)."""
 
     def __init__(
         self, sites: list[Site], probes: list[Probe], alpha: float | list[float], threshold: float | None = None,
@@ -145,43 +183,57 @@ class Steering:
         self.pairs = [(by_name[p.site], p) for p in probes]
         self.alphas = alpha if isinstance(alpha, list) else [alpha] * len(probes)  # one per probe
         self.threshold, self.patience = threshold, patience
-        self.readings: list[float] = []
-        self.active = True
-        self.stopped_at: int | None = None
-        self._pending: list[float] = []
-        self._sums: dict[int, torch.Tensor] = {}  # per pair: the sum of its newest-step activations so far
-        self._steps: dict[int, int] = {}
+        self.log: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        self._gates: dict[int, torch.Tensor | None] = {}  # per chain: the current call's gate, once its monitor ran
 
-    def _hook(self, index: int, site: Site, probe: Probe, alpha: float):
+    def gate(self, readings: torch.Tensor) -> torch.Tensor:
+        """Readings [B, T] -> 1.0 where the nudge applies, 0.0 where the `patience` readings
+        before the step were all at or above the threshold."""
+        if self.threshold is None:
+            return torch.ones_like(readings)
+        above = F.pad((readings >= self.threshold).float().cumsum(dim=1), (1, 0))  # [B, T + 1]: readings above before t
+        run = above[:, :-1] - F.pad(above, (self.patience, 0))[:, : readings.shape[1]]  # of the `patience` before t
+        return (run < self.patience).float()
+
+    def _chain(self, site: Site) -> nn.Module:
+        return site.chain if site.chain is not None else site.module
+
+    def _start_call(self, chain: nn.Module):
+        def hook(module, args):
+            self._gates[id(chain)] = None
+
+        return hook
+
+    def _hook(self, site: Site, probe: Probe, alpha: float):
+        chain = id(self._chain(site))
+
         def hook(module, args, output):
-            newest = site.select(output)[:, -1].float()  # before the nudge
-            self._sums[index] = self._sums.get(index, 0) + newest
-            self._steps[index] = self._steps.get(index, 0) + 1
-            self._pending.append(float(probe.read(self._sums[index] / self._steps[index]).mean()))
-            if len(self._pending) == len(self.pairs):
-                self._monitor()
-            if not self.active:
-                return output
-            nudge = (alpha * probe.spread * probe.direction).to(output.dtype).to(output.device)
+            activations = site.select(output)
+            readings = probe.read_running(activations)  # before this site's nudge
+            if self._gates.get(chain) is None:  # the call's first steered site: its monitor
+                self._gates[chain] = self.gate(readings)
+            nudged = self._gates[chain]
+            self.log.append((site.name, readings.mean(dim=0).cpu(), nudged.mean(dim=0).cpu()))
+            nudge = (alpha * probe.spread * probe.direction).to(output.device)
             steered = output.clone()
-            site.select(steered).add_(nudge)
+            site.select(steered).add_((nudged[..., None] * nudge).to(output.dtype))
             return steered
 
         return hook
 
-    def _monitor(self) -> None:
-        self.readings.append(sum(self._pending) / len(self._pending))
-        self._pending = []
-        recent = self.readings[-self.patience :]
-        if self.active and self.threshold is not None and len(recent) == self.patience and min(recent) >= self.threshold:
-            self.active = False
-            self.stopped_at = len(self.readings)
+    def newest_nudged(self) -> float:
+        """Generation: the share of steps whose newest time step was nudged (over sites)."""
+        return float(np.mean([float(nudged[-1]) for _, _, nudged in self.log])) if self.log else 0.0
+
+    def nudged_share(self) -> float:
+        """Translation: the share of all time steps nudged (over sites and calls)."""
+        return float(torch.cat([nudged for _, _, nudged in self.log]).mean()) if self.log else 0.0
 
     @contextmanager
     def applied(self) -> Iterator[Steering]:
-        handles = [
-            site.module.register_forward_hook(self._hook(i, site, probe, a)) for i, ((site, probe), a) in enumerate(zip(self.pairs, self.alphas))
-        ]
+        chains = list({id(self._chain(site)): self._chain(site) for site, _ in self.pairs}.values())
+        handles = [chain.register_forward_pre_hook(self._start_call(chain)) for chain in chains]
+        handles += [site.module.register_forward_hook(self._hook(site, probe, a)) for (site, probe), a in zip(self.pairs, self.alphas)]
         try:
             yield self
         finally:
@@ -194,10 +246,13 @@ class Steering:
 PROBE_KIND = "umt-probe"
 
 
-def example_activations(translator, lm: nn.Module | None, audio_files: list, clip_seconds: float) -> dict[str, torch.Tensor]:
+def example_activations(
+    translator, lm: nn.Module | None, audio_files: list, clip_seconds: float, steps: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Activations [clips, D] at every site of a model (latent, each domain's frame network;
     with a token LM, its heads) over clips of `clip_seconds` cut from each file (one example
-    a clip). translator: a umt.translator.Translator (with tokens when lm is given)."""
+    a clip). translator: a umt.translator.Translator (with tokens when lm is given); `steps`
+    gets each site's time steps a clip (see collect)."""
     from umt.audio import load_audio
 
     model = translator.model
@@ -221,7 +276,7 @@ def example_activations(translator, lm: nn.Module | None, audio_files: list, cli
                     if codes.shape[1] > lm.margin():
                         lm.loss(codes)
 
-            for name, value in collect(sites, run).items():
+            for name, value in collect(sites, run, steps).items():
                 parts.setdefault(name, []).append(value.mean(dim=0, keepdim=True))
     return {name: torch.cat(values) for name, values in parts.items()}
 

@@ -34,7 +34,7 @@ def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list
     tokens = []
     with Progress(len(entries), f"tokenizing the {split} split", "file") as progress:
         for entry in entries:
-            tokens.append(translator.tokenize(manifest.load(entry)).cpu())
+            tokens.append(translator.tokenize(manifest.excerpt(entry, 0, entry.samples)).cpu())
             progress.update()
     return tokens
 
@@ -186,14 +186,15 @@ def continue_prompt(
     cfg = translator.model.cfg
     lm = lm.to(translator.device)
     prompt_codes = translator.tokenize(prompt)
-    frames = max(1, round(seconds * cfg.sample_rate / cfg.pool))
+    frames = max(1, round(seconds * cfg.sample_rate / cfg.latent_hop))
     generator = torch.Generator().manual_seed(seed)
     tic = time.perf_counter()
     continuation = lm.continuation(prompt_codes, frames, temperature, generator)
     lm_seconds = time.perf_counter() - tic
-    # A latent of F frames renders F * pool samples; over the spectrum (F - 1) * pool, its last
-    # frame centred on the end. The continuation's audio starts where the prompt's ends.
+    # A latent of F frames renders F * latent_hop samples; over the spectrum one spectrum frame
+    # (pool samples) fewer, its last frame centred on the end. The continuation's audio starts
+    # where the prompt's ends.
     latent = translator.from_tokens(torch.cat([prompt_codes, continuation]))
-    start = (prompt_codes.shape[0] - (cfg.encoder_input == "spectrum")) * cfg.pool
-    audio = translator.decode([latent], [start + frames * cfg.pool], domain, [f"generate:{seed}"])[0]
+    start = prompt_codes.shape[0] * cfg.latent_hop - (cfg.encoder_input == "spectrum") * cfg.pool
+    audio = translator.decode([latent], [start + frames * cfg.latent_hop], domain, [f"generate:{seed}"])[0]
     return audio[start:], {"frames": frames, "lm_seconds": lm_seconds, "frames_per_second": frames / lm_seconds}

@@ -129,7 +129,9 @@ class Translator:
             return self.model.quantize(latent[None])[0][0]
 
     def continuous(self, audio: np.ndarray) -> torch.Tensor:
-        """The encoder's latent [F, C] of a recording (see encode)."""
+        """The encoder's latent [F, C] of a recording (float samples in [-1, 1]; see encode)."""
+        if audio.dtype.kind != "f":  # int16 PCM (a manifest's storage) would be clipped to full scale
+            raise TypeError(f"audio must be float samples in [-1, 1], not {audio.dtype}")
         if audio.size < self.pool:
             raise UserError(f"too short ({audio.size} samples; one latent frame is {self.pool})")
         frames = math.ceil(audio.size / self.pool)
