@@ -142,7 +142,7 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     assert "steering towards 'high' at alpha 3: lm." in out and "the nudge applied at" in out and steered.is_file()
     assert main(["translate", str(prompt), "-o", str(tmp_path / "st"), "--model", str(shipped), "--to", "high", "--steer", str(probe),
                  "--steer-threshold", "1"]) == 0  # fmt: skip
-    assert "latent" in capsys.readouterr().out and (tmp_path / "st" / "high" / prompt.name).is_file()
+    assert "frames.high." in capsys.readouterr().out and (tmp_path / "st" / "high" / prompt.name).is_file()
     # the probe reads the mean over the clips it was trained on: 0.5 s = 50 frames (LM heads: at most its context)
     from umt.steering import load_probes
 

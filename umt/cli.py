@@ -383,7 +383,7 @@ def _run_translate(args: argparse.Namespace) -> int:
     import torch
 
     from umt.checkpoint import DEFAULT_MODEL, load_model
-    from umt.steering import model_sites
+    from umt.steering import frame_sites
     from umt.translate import check_output_folder, convert, find_jobs, parse_shard, shard, summary
     from umt.translator import Translator
 
@@ -416,7 +416,7 @@ def _run_translate(args: argparse.Namespace) -> int:
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
-    steering = _steering(args, [model_sites(model, d) for d in targets] if args.steer else [])
+    steering = _steering(args, [frame_sites(model, d) for d in targets] if args.steer else [])
     with steering.applied() if steering else contextlib.nullcontext():
         report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     if steering:

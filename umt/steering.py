@@ -51,14 +51,20 @@ def lm_sites(lm: nn.Module) -> list[Site]:
     ]
 
 
-def model_sites(model: nn.Module, domain: str) -> list[Site]:
-    """The latent and every layer of one domain's frame network, of a spectral UMT model."""
+def frame_sites(model: nn.Module, domain: str) -> list[Site]:
+    """Every layer of one domain's frame network, of a spectral UMT model: what translation steers.
+
+    Not the latent: it is shared by every target domain, and a nudge there would reach the
+    frame network's monitor (its first steered layer), which must read only the source."""
     decoder = model.decoders[domain]
     if not hasattr(decoder, "frames"):
         raise UserError("steering the decoders needs a spectral model (frame networks)")
-    return [Site("latent", model.encoder)] + [
-        Site(f"frames.{domain}.{i}", layer, chain=decoder.frames) for i, layer in enumerate(decoder.frames.layers)
-    ]
+    return [Site(f"frames.{domain}.{i}", layer, chain=decoder.frames) for i, layer in enumerate(decoder.frames.layers)]
+
+
+def model_sites(model: nn.Module, domain: str) -> list[Site]:
+    """The latent and every layer of one domain's frame network: where probes read a model."""
+    return [Site("latent", model.encoder)] + frame_sites(model, domain)
 
 
 @torch.no_grad()
