@@ -82,7 +82,7 @@ def main() -> None:
         x_train, y_train = frames_and_chroma(model, manifest, "train", args.clips, args.seconds)
         x_val, y_val = frames_and_chroma(model, manifest, "val", args.clips, args.seconds)
         probe = Ridge(alpha=1.0).fit(x_train, y_train)
-        print(f"{path}: latent {model.cfg.latent_channels} x {model.cfg.sample_rate / model.cfg.pool:g} Hz, "
+        print(f"{path}: latent {model.cfg.latent_channels} x {model.cfg.sample_rate / model.cfg.latent_hop:g} Hz, "
               f"{len(x_train)} train / {len(x_val)} val frames: chroma R^2 train {probe.score(x_train, y_train):.3f}, "
               f"val {probe.score(x_val, y_val):.3f}", flush=True)  # fmt: skip
         if manifest.paired and args.paired_clips:

@@ -319,38 +319,46 @@ DEFAULT_ALPHA = 2.0
 
 
 def write_probe_report(path, trait: str, probes: list[Probe]) -> list:
-    """Beside a probe file: PROBE.md, every site's held-out accuracy; with LM sites, PROBE.png,
-    a heatmap of the heads (layers x heads). Returns the paths written."""
+    """Beside a probe file: PROBE.md, every site's held-out accuracy, and PROBE.png, heatmaps of
+    the accuracies: the LM's heads (layers x heads) and the frame networks (domains x layers),
+    the latent's in the title. Returns the paths written."""
     from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     from umt.fileio import atomic_path
 
     path = Path(path)
-    written = [path.with_suffix(".md")]
+    written = [path.with_suffix(".md"), path.with_suffix(".png")]
     lines = [f"# Probes for {trait!r}", "", "| site | held-out accuracy | sigma |", "| --- | --- | --- |"]
     lines += [f"| {p.site} | {p.accuracy:.3f} | {p.spread:.3g} |" for p in probes]
     with atomic_path(written[0]) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    heads = {tuple(int(x) for x in p.site.split(".")[1:]): p.accuracy for p in probes if p.site.startswith("lm.")}
-    if heads:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        grid = np.full((max(l for l, _ in heads) + 1, max(h for _, h in heads) + 1), np.nan)
-        for (layer, head), accuracy in heads.items():
-            grid[layer, head] = accuracy
-        fig, ax = plt.subplots(figsize=(1 + grid.shape[1], 1 + 0.6 * grid.shape[0]))
-        image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis")
-        ax.set_xticks(range(grid.shape[1]))
-        ax.set_yticks(range(grid.shape[0]))
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_title(f"probe accuracy: {trait}")
+    heads = {tuple(p.site.split(".")[1:]): p.accuracy for p in probes if p.site.startswith("lm.")}
+    frames = {tuple(p.site.split(".")[1:]): p.accuracy for p in probes if p.site.startswith("frames.")}
+    panels = [(name, cells, x, y) for name, cells, x, y in (("token LM", heads, "head", "layer"), ("frame networks", frames, "layer", "domain")) if cells]
+    if not panels:
+        return written[:1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 + 5 * len(panels), 3.5), squeeze=False)
+    for ax, (name, cells, x, y) in zip(axes[0], panels):
+        rows = sorted({r for r, _ in cells}, key=lambda r: (len(r), r))
+        columns = sorted({int(c) for _, c in cells})
+        grid = np.full((len(rows), len(columns)), np.nan)
+        for (r, c), accuracy in cells.items():
+            grid[rows.index(r), columns.index(int(c))] = accuracy
+        image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(columns)), [str(c) for c in columns])
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(name)
         fig.colorbar(image, ax=ax)
-        written.append(path.with_suffix(".png"))
-        with atomic_path(written[1]) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
+    latent = next((f", latent {p.accuracy:.2f}" for p in probes if p.site == "latent"), "")
+    fig.suptitle(f"held-out probe accuracy: {trait}{latent}")
+    with atomic_path(written[1]) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
     return written
