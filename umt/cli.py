@@ -111,7 +111,7 @@ def _steer_flags(parser: argparse.ArgumentParser) -> None:
 
 def _steering(args: argparse.Namespace, groups: list[list]):
     """The Steering of every --steer PROBE[:ALPHA], or None: in each group of sites (the sites
-    one output runs through, e.g. the latent and one target domain's frame network), the
+    one output runs through: one target domain's frame network, or the LM's heads), the
     probe's --steer-sites best, monitored at --steer-threshold."""
     from umt.steering import Steering, load_probes, parse_steer
 
@@ -778,7 +778,8 @@ def _add_probe(commands) -> None:
         description="Cuts the audio files of --with and --without into clips (one example each), reads the "
         "activations of every site (the latent, each layer of each domain's frame network, and each head of the "
         "token LM the model carries), fits one logistic regression per site and scores it on held-out clips. Writes "
-        "PROBE (for --steer), PROBE's name with .md (the accuracy of every site) and, with an LM, .png (its heads).",
+        "PROBE (for --steer), PROBE's name with .md (the accuracy of every site) and .png (heatmaps of the LM's heads "
+        "and of the frame networks' layers).",
     )
     t.add_argument("--with", dest="with_trait", type=Path, required=True, help="a folder of audio with the trait")
     t.add_argument("--without", type=Path, required=True, help="a folder of audio without it")

@@ -150,10 +150,11 @@ def fit_probes(
         if len(set(y[train])) < 2 or len(set(y[test])) < 2:
             raise UserError(f"too few examples to train and test a probe: {len(with_trait[site])} with, {len(without[site])} without")
         regression = LogisticRegression(max_iter=2000).fit(x[train], y[train])
-        weight = torch.from_numpy(regression.coef_[0]).float()
-        spread = float(torch.from_numpy(x[train]).float().matmul(weight / weight.norm().clamp_min(1e-12)).std())
         accuracy = float(regression.score(x[test], y[test]))
-        probes.append(Probe(site, weight, float(regression.intercept_[0]), spread, accuracy, (windows or {}).get(site, 0)))
+        probe = Probe(site, torch.from_numpy(regression.coef_[0]).float(), float(regression.intercept_[0]), 0.0, accuracy,
+                      (windows or {}).get(site, 0))  # fmt: skip
+        probe.spread = float((torch.from_numpy(x[train]).float() @ probe.direction).std())
+        probes.append(probe)
     return sorted(probes, key=lambda p: -p.accuracy)
 
 
@@ -212,6 +213,7 @@ class Steering:
 
     def _hook(self, site: Site, probe: Probe, alpha: float):
         chain = id(self._chain(site))
+        nudge = alpha * probe.spread * probe.direction
 
         def hook(module, args, output):
             activations = site.select(output)
@@ -220,9 +222,8 @@ class Steering:
                 self._gates[chain] = self.gate(readings)
             nudged = self._gates[chain]
             self.log.append((site.name, readings.mean(dim=0).cpu(), nudged.mean(dim=0).cpu()))
-            nudge = (alpha * probe.spread * probe.direction).to(output.device)
             steered = output.clone()
-            site.select(steered).add_((nudged[..., None] * nudge).to(output.dtype))
+            site.select(steered).add_((nudged[..., None] * nudge.to(output.device)).to(output.dtype))
             return steered
 
         return hook

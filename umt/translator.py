@@ -120,8 +120,8 @@ class Translator:
 
     def encode(self, audio: np.ndarray) -> torch.Tensor:
         """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded; over
-        the spectrum F + 1, the frame centred on the end included); with `tokens`, the latent
-        its tokens stand for."""
+        the spectrum F + 1, the frame centred on the end included, in latent frames of
+        latent_stride of them); with `tokens`, the latent its tokens stand for."""
         latent = self.continuous(audio)
         if not self.tokens:
             return latent
@@ -153,7 +153,9 @@ class Translator:
             return self.model.tokenizer.decode(codes[None].to(self.device))[0]
 
     def spectrum(self, latent: torch.Tensor, domain: str) -> torch.Tensor:
-        """A spectral decoder's predicted spectrum levels [len // pool + 1, bins] of a latent [F, C]."""
+        """A spectral decoder's predicted spectrum levels [len // pool + 1, bins] of a latent [F, C]
+        (with a latent_stride, up to stride - 1 frames more: the last latent frame repeated; the
+        audio rendered from them is cut to the recording's length)."""
         with torch.no_grad():
             levels = self.model.decoders[domain].spectrum(latent[None])[0].float()
         if self.model.cfg.encoder_input != "spectrum":  # one frame per pool samples: repeat the last for the end
