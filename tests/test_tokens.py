@@ -172,3 +172,4 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "x.wav").exists()
+    assert not (tmp_path / "t3").exists() and not (tmp_path / "t4").exists()  # bad --steer flags: no output folder made

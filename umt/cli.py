@@ -411,12 +411,12 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError(f"--sample-rate {args.sample_rate}: choose a rate between 1000 and 384000 Hz")
     index, count = parse_shard(args.shard)
     jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
+    steering = _steering(args, [frame_sites(model, d) for d in targets] if args.steer else [])  # flags checked before OUT is made
     check_output_folder(args.out, targets)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
     )  # fmt: skip
-    steering = _steering(args, [frame_sites(model, d) for d in targets] if args.steer else [])
     with steering.applied() if steering else contextlib.nullcontext():
         report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
     if steering:
