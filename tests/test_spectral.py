@@ -175,6 +175,55 @@ def test_the_spectrum_loss_falls_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_chroma_distance_ignores_octave_and_loudness_and_reads_only_sounding_frames():
+    bins = 72
+    amp = torch.zeros(1, 3, bins)
+    amp[0, :2, [12, 16, 19]] = 0.5  # C, E, G major triad in the second octave; frame 2 silent
+    same_notes = torch.zeros(1, 3, bins)
+    same_notes[0, :2, [36, 40, 43]] = 0.05  # the same triad two octaves up, 20 dB softer
+    same_notes[0, 2, 5] = 0.5  # whatever sounds where the reference is silent does not count
+    other_notes = torch.zeros(1, 3, bins)
+    other_notes[0, :2, [14, 18, 21]] = 0.5  # D major: no pitch class in common
+    level = spectral.level
+    assert spectral.chroma_distance(level(same_notes), level(amp)).item() == pytest.approx(0.0, abs=1e-4)
+    assert spectral.chroma_distance(level(other_notes), level(amp)).item() == pytest.approx(1.0, abs=1e-3)
+    assert spectral.chroma(level(amp))[0, 0, [0, 4, 7]].tolist() == pytest.approx([0.5, 0.5, 0.5], rel=1e-4)
+
+
+def note_batch(model: UMT, domains: int = 2, batch: int = 3, frames: int = 20) -> dict[str, torch.Tensor]:
+    """Frame-network batches [D, B, frames, bins] of chords: three random semitones a crop."""
+    torch.manual_seed(2)
+    t = torch.arange(frames * HOP) / SR
+    notes = torch.randint(48, 84, (domains * batch, 3))
+    audio = (0.2 * torch.sin(2 * math.pi * 440 * 2 ** ((notes[..., None] - 69) / 12) * t)).sum(1)
+    levels = spectral.level(model.spectrum(audio)[0][:, :frames]).unflatten(0, (domains, batch))
+    return {"levels_in": levels, "levels": levels}
+
+
+def test_the_translation_chroma_trains_each_domain_to_keep_the_others_notes():
+    model = tiny_spectral()
+    batch = note_batch(model)
+    out = model(batch, ["a", "b"], translate=True)
+    assert model(batch, ["a", "b"]).translation_chroma is None  # only when asked for
+    out.translation_chroma.backward()
+    for part in ("encoder.input", "decoders.a.frames_out", "decoders.b.frames_out"):  # a's crops go to b, b's to a
+        assert model.get_parameter(part + ".weight").grad.abs().sum() > 0
+    assert model.decoders["a"].renderer.embed.weight.grad is None  # the renderers play no part
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    distances = []
+    for _ in range(40):
+        distance = model(batch, ["a", "b"], translate=True).translation_chroma
+        optimizer.zero_grad()
+        distance.backward()
+        optimizer.step()
+        distances.append(distance.item())
+    assert distances[-1] < 0.5 * distances[0]
+    items = [{k: v[0, i] for k, v in batch.items()} for i in range(3)]
+    scores = validate(model, None, {"a": items}, 3, 3)  # a's crops through b's frame network
+    assert scores["translation_chroma/a"] == pytest.approx(distances[-1], abs=0.05)
+    assert scores["score"] == scores["spectrum"]  # a measure, not part of the validation score
+
+
 def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tmp_path):
     from umt.checkpoint import load_model
     from umt.train import train
@@ -182,7 +231,7 @@ def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tm
 
     out = tmp_path / "run"
     common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
-    run = train(two_domains, out, {**common, "steps": 3, "render_batch_size": 0})  # frame networks first
+    run = train(two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "chroma_weight": 1.0})  # frame networks first
     frames_only = {k: v.clone() for k, v in run.model.state_dict().items()}
     run = train(two_domains, out, {"steps": 6, "batch_size": 0, "render_batch_size": 2}, resume=True)  # then renderers
     after = run.model.state_dict()

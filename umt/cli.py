@@ -275,6 +275,10 @@ def _add_train(commands) -> None:
         "timbre_augment": dict(
             type=float, metavar="DB", help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off"
         ),
+        "chroma_weight": dict(
+            type=float, help="spectral presets: weight of the translation-chroma term (each crop translated into another "
+            "domain must keep its pitch classes); 0 = off",
+        ),
         "mmd_weight": dict(type=float, help="a model with a tokenizer: weight of the independence loss between its codebooks"),
         "mmd_delayed": dict(
             action=argparse.BooleanOptionalAction, help="compare codebooks at the parallel token LM's delays (k frames apart)"

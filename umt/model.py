@@ -368,13 +368,16 @@ class ModelOutput:
             "spectrum/piano": L1 of predicted spectrum levels), each weighted by the loop;
     latent: [D * B, frames, C] what the decoders read, for the domain-confusion classifier;
     penalties: auxiliary terms added as they are (the tokenizer's commitment loss);
-    tokens: the tokenizer's result, if the model has one (its streams feed the independence loss).
+    tokens: the tokenizer's result, if the model has one (its streams feed the independence loss);
+    translation_chroma: when asked for, the chroma distance between each crop and its
+            translation into another domain (UMT.translation_chroma), weighted by the loop.
     """
 
     losses: dict[str, torch.Tensor]
     latent: torch.Tensor | None
     penalties: dict[str, torch.Tensor] = field(default_factory=dict)
     tokens: QuantizedResult | None = None
+    translation_chroma: torch.Tensor | None = None
 
 
 class UMT(nn.Module):
@@ -438,7 +441,13 @@ class UMT(nn.Module):
             audio = (audio + excitation.to(audio.device).sum(-1)).clamp(-1.0, 1.0)
         return audio
 
-    def forward(self, batch: dict[str, torch.Tensor], domains: list[str]) -> ModelOutput:
+    def translation_chroma(self, latent: torch.Tensor, levels: torch.Tensor, target: str) -> torch.Tensor:
+        """Chroma distance (umt.spectral.chroma_distance) between clean spectrum levels [B, F, bins]
+        and what `target`'s frame network makes of their latent [B, F', C]: how far a translation
+        into `target` strays from the notes of its source. Needs no paired data."""
+        return spectral.chroma_distance(self.decoders[target].spectrum(latent, levels.shape[1]), levels)
+
+    def forward(self, batch: dict[str, torch.Tensor], domains: list[str], translate: bool = False) -> ModelOutput:
         """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
 
         Every tensor of `batch` is [D, B, ...], row d from domains[d]:
@@ -448,6 +457,9 @@ class UMT(nn.Module):
             they do not train) codes [D, B, T], render_levels [D, B, T / pool, bins],
             amplitude and phase [D, B, T / pool + 1, bins] of the clean target, and optionally
             given_amplitude and given_phase: another excitation to condition on (validation).
+        translate (spectral, several domains): also translate each domain's crops into another
+        domain, the same random one for all (a shift of the domain list), and return the mean
+        translation_chroma.
         """
         losses: dict[str, torch.Tensor] = {}
         latent = None
@@ -458,13 +470,20 @@ class UMT(nn.Module):
                 logits = self.decoders[name](shift_right(batch["targets"][d]), latent[d * batch_size : (d + 1) * batch_size])
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"][d].flatten())
             return self._output(losses, latent, tokens)
-        tokens = None
+        tokens = translation_chroma = None
         if "levels" in batch:
             n_domains, batch_size = batch["levels"].shape[:2]
             latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
             for d, name in enumerate(domains):
                 predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size], batch["levels"].shape[2])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
+            if translate and n_domains > 1:
+                shift = int(torch.randint(1, n_domains, ()))
+                translation_chroma = sum(
+                    self.translation_chroma(latent[d * batch_size : (d + 1) * batch_size], batch["levels"][d],
+                                            domains[(d + shift) % n_domains])  # fmt: skip
+                    for d in range(n_domains)
+                ) / n_domains
         if "codes" in batch:
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
@@ -475,12 +494,13 @@ class UMT(nn.Module):
                 renderer = self.decoders[name].renderer
                 logits = renderer(shift_right(targets), batch["render_levels"][d], excitation)
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return self._output(losses, latent, tokens)
+        return self._output(losses, latent, tokens, translation_chroma)
 
     @staticmethod
-    def _output(losses: dict[str, torch.Tensor], latent: torch.Tensor | None, tokens: QuantizedResult | None) -> ModelOutput:
+    def _output(losses: dict[str, torch.Tensor], latent: torch.Tensor | None, tokens: QuantizedResult | None,
+                translation_chroma: torch.Tensor | None = None) -> ModelOutput:  # fmt: skip
         penalties = {"commitment": tokens.penalty} if tokens is not None else {}
-        return ModelOutput(losses, latent, penalties, tokens)
+        return ModelOutput(losses, latent, penalties, tokens, translation_chroma)
 
 
 def parameter_count(module: nn.Module) -> int:

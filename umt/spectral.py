@@ -83,6 +83,22 @@ def level(amplitude: torch.Tensor) -> torch.Tensor:
     return 1 + torch.log(amplitude.clamp_min(LOG_FLOOR)) / -math.log(LOG_FLOOR)
 
 
+def chroma(levels: torch.Tensor) -> torch.Tensor:
+    """Levels [..., bins] (whole octaves) -> chroma [..., 12]: each pitch class's amplitude
+    summed over the octaves, as a CQT chroma folds them (classes counted from the lowest bin)."""
+    amp = amplitude(levels)
+    return amp.unflatten(-1, (amp.shape[-1] // 12, 12)).sum(-2)
+
+
+def chroma_distance(levels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between the chroma of levels and of reference [B, F, bins], averaged over the
+    frames where the reference sounds (any bin above -60 dB): 0 when every sounding frame has
+    the reference's pitch classes in its proportions, whatever the octaves and the loudness."""
+    sounding = (reference > 0.25).any(-1).float()  # level 0.25 = -60 dB (a level unit is 80 dB)
+    cosine = F.cosine_similarity(chroma(levels.float()), chroma(reference.float()), dim=-1, eps=1e-6)
+    return ((1 - cosine) * sounding).sum() / sounding.sum().clamp_min(1.0)
+
+
 def apply_gain(levels: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
     """Levels [..., bins] of the sound with a gain of `db` [bins] dB per bin; bins at the floor
     (silence) stay there, and nothing goes below it."""

@@ -71,6 +71,10 @@ class TrainConfig:
     # spectral: peak dB of a random spectral envelope on the encoder's input (0 = off), so the
     # latent cannot carry the input's timbre (umt.data.augment)
     timbre_augment: float = 0.0
+    # spectral: weight of the translation-chroma term: each crop is also translated by another
+    # domain's frame network, which must keep the crop's pitch classes (1 - chroma cosine; no
+    # paired data needed). 0 = off: reconstruction alone never trains the translation path.
+    chroma_weight: float = 0.0
     # the encoder keeps its weights and only the decoders train (`umt train --from BASE` alone:
     # fine-tuning decoders to a finished latent); no domain-confusion classifier then
     freeze_encoder: bool = False
@@ -246,9 +250,12 @@ def train_step(
     """One optimisation step on a batch of every trainable domain ([D, B, ...] tensors, see
     UMT.forward). `model` and `classifier` are run.model and run.classifier, or their DDP wrappers."""
     with autocast(dtype, device):
-        out = model(batch, run.trainable)
+        out = model(batch, run.trainable, translate=tcfg.chroma_weight > 0)
     stats = {k: v.item() for k, v in out.losses.items()}
     loss = sum(out.losses.values()) + sum(out.penalties.values())
+    if out.translation_chroma is not None:
+        stats["translation_chroma"] = out.translation_chroma.item()
+        loss = loss + tcfg.chroma_weight * out.translation_chroma
 
     if classifier is not None and out.latent is not None:
         n_domains = len(run.trainable)
@@ -310,7 +317,9 @@ def validate(
     """Teacher-forced losses per domain on `items` crops of each dataset (UMT.forward: "ce/D"
     in nats per sample and "bits/D"; "spectrum/D" for frame networks), the conditioning gain
     of each ("gain/ce/D": the loss with another clip's conditioning minus the loss with the
-    clip's own; near 0 means the decoder has stopped listening), and the classifier's accuracy."""
+    clip's own; near 0 means the decoder has stopped listening), the classifier's accuracy, and
+    for frame networks of several domains "translation_chroma/D": D's crops translated by every
+    other domain's frame network, their mean chroma distance to the crop (not in the score)."""
     was_training = model.training
     model.eval()
     totals: dict[str, list[float]] = {}  # key -> [sum of batch means x batch size, crops]
@@ -332,6 +341,11 @@ def validate(
                 add(key, value.item(), crops)
                 if shuffled is not None:
                     add(f"gain/{key}", shuffled.losses[key].item() - value.item(), crops)
+            others = [d for d in model.cfg.domains if d != domain]
+            if "levels" in batch and others:
+                with autocast(dtype, device):
+                    distance = sum(model.translation_chroma(out.latent, batch["levels"][0], t) for t in others) / len(others)
+                add(f"translation_chroma/{domain}", distance.item(), crops)
             if classifier is not None and out.latent is not None:
                 with autocast(dtype, device):
                     guess = classifier(out.latent).argmax(-1)
@@ -341,11 +355,11 @@ def validate(
     results = dict(sums)
     for key in [k for k in sums if k.startswith("ce/")]:
         results["bits/" + key[3:]] = sums[key] / math.log(2)
-    # the validation score: the mean of each kind of loss over domains, summed over kinds
     kinds = {k.split("/")[0] for k in sums if not k.startswith("gain/")}
     for kind in kinds:
         results[kind] = sum(v for k, v in sums.items() if k.startswith(kind + "/")) / len(val_sets)
-    results["score"] = sum(results[kind] for kind in kinds)
+    # the validation score (best.pt): the reconstruction losses' means over domains, summed
+    results["score"] = sum(results[kind] for kind in kinds if kind != "translation_chroma")
     if total:
         results["classifier_acc"] = correct / total
     model.train(was_training)
@@ -412,8 +426,8 @@ def train(
             raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
     if tcfg.freeze_decoders and not (tcfg.freeze_encoder and cfg.codebooks):
         raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
-    if tcfg.timbre_augment < 0 or tcfg.workers < 0:
-        raise UserError("--timbre-augment and --workers must not be negative")
+    if min(tcfg.timbre_augment, tcfg.chroma_weight, tcfg.workers) < 0:
+        raise UserError("--timbre-augment, --chroma-weight and --workers must not be negative")
     if cfg.spectral:
         check_crop(cfg, tcfg.render_crop, "--render-crop")
         if min(tcfg.batch_size, tcfg.render_batch_size) < 0:
@@ -598,7 +612,8 @@ class Logger:
             self.bar.set_postfix(**{k: f"{v:.3f}" for k, v in means.items()}, acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
-            losses = " ".join(f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in ("commitment", "mmd") if k in stats)])
+            extra = ("commitment", "mmd", "translation_chroma")
+            losses = " ".join(f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in extra if k in stats)])
             self.line(f"step {step}/{self.tcfg.steps} {losses}{acc} lr {stats['lr']:.2e} {stats['samples_per_s']:.0f} samples/s")
 
     def validation(self, step: int, results: dict[str, float]) -> None:
@@ -612,6 +627,8 @@ class Logger:
                 gain_text = f", conditioning gain {sum(gain) / len(gain):.3f}" if gain else ""
                 bits = f" nats ({results[kind] / math.log(2):.3f} bits)" if kind == "ce" else ""
                 parts.append(f"{kind} {results[kind]:.4f}{bits}: {per_domain}{gain_text}")
+        if "translation_chroma" in results:
+            parts.append(f"translation chroma distance {results['translation_chroma']:.4f}")
         acc = f"; classifier_acc {results['classifier_acc']:.2f}" if "classifier_acc" in results else ""
         self.line(f"val step {step}: " + "; ".join(parts) + acc)
 
