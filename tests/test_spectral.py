@@ -226,11 +226,14 @@ def test_the_translation_chroma_trains_each_domain_to_keep_the_others_notes():
 
 def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tmp_path):
     from umt.checkpoint import load_model
+    from umt.errors import UserError
     from umt.train import train
     from umt.translator import Translator
 
     out = tmp_path / "run"
     common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
+    with pytest.raises(UserError, match="--chroma-weight -1"):
+        train(two_domains, out, {**common, "steps": 3, "chroma_weight": -1.0})
     run = train(two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "chroma_weight": 1.0})  # frame networks first
     frames_only = {k: v.clone() for k, v in run.model.state_dict().items()}
     run = train(two_domains, out, {"steps": 6, "batch_size": 0, "render_batch_size": 2}, resume=True)  # then renderers

@@ -424,10 +424,11 @@ def train(
     for name in positive:
         if getattr(tcfg, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
+    for name in ("timbre_augment", "chroma_weight", "workers"):
+        if getattr(tcfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must not be negative")
     if tcfg.freeze_decoders and not (tcfg.freeze_encoder and cfg.codebooks):
         raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
-    if min(tcfg.timbre_augment, tcfg.chroma_weight, tcfg.workers) < 0:
-        raise UserError("--timbre-augment, --chroma-weight and --workers must not be negative")
     if cfg.spectral:
         check_crop(cfg, tcfg.render_crop, "--render-crop")
         if min(tcfg.batch_size, tcfg.render_batch_size) < 0:
