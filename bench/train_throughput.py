@@ -16,6 +16,7 @@ per configuration and, last, samples_per_s=<number>.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import time
 
@@ -40,7 +41,7 @@ def random_batch(cfg, part: str, domains: int, batch: int, crop: int, device: to
     levels = torch.rand(domains, batch, frames + 1, cfg.spectrum_bins, device=device)
     return {
         "codes": torch.randint(0, 256, (domains, batch, crop), device=device), "render_levels": levels[:, :, :frames],
-        "amplitude": spectral.amplitude(levels) * 0.01, "phase": torch.rand_like(levels) * 6.283,
+        "amplitude": spectral.amplitude(levels) * 0.01, "phase": torch.rand_like(levels) * (2 * math.pi),
     }  # fmt: skip
 
 

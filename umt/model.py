@@ -466,22 +466,23 @@ class UMT(nn.Module):
         if not self.cfg.spectral:
             n_domains, batch_size, t = batch["targets"].shape
             latent, tokens = self.quantize(self.encode(batch["inputs"].reshape(n_domains * batch_size, t)))
+            per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
-                logits = self.decoders[name](shift_right(batch["targets"][d]), latent[d * batch_size : (d + 1) * batch_size])
+                logits = self.decoders[name](shift_right(batch["targets"][d]), per_domain[d])
                 losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"][d].flatten())
             return self._output(losses, latent, tokens)
         tokens = translation_chroma = None
         if "levels" in batch:
             n_domains, batch_size = batch["levels"].shape[:2]
             latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
+            per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
-                predicted = self.decoders[name].spectrum(latent[d * batch_size : (d + 1) * batch_size], batch["levels"].shape[2])
+                predicted = self.decoders[name].spectrum(per_domain[d], batch["levels"].shape[2])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
             if translate and n_domains > 1:
                 shift = int(torch.randint(1, n_domains, ()))
                 translation_chroma = sum(
-                    self.translation_chroma(latent[d * batch_size : (d + 1) * batch_size], batch["levels"][d],
-                                            domains[(d + shift) % n_domains])  # fmt: skip
+                    self.translation_chroma(per_domain[d], batch["levels"][d], domains[(d + shift) % n_domains])
                     for d in range(n_domains)
                 ) / n_domains
         if "codes" in batch:

@@ -331,6 +331,7 @@ def validate(
 
     correct = total = 0
     for domain, dataset in val_sets.items():
+        others = [d for d in model.cfg.domains if d != domain]  # translation targets of this domain's crops
         for first in range(0, items, batch_size):
             batch = _collate([dataset[i] for i in range(first, min(first + batch_size, items))], device)
             crops = next(iter(batch.values())).shape[1]
@@ -341,7 +342,6 @@ def validate(
                 add(key, value.item(), crops)
                 if shuffled is not None:
                     add(f"gain/{key}", shuffled.losses[key].item() - value.item(), crops)
-            others = [d for d in model.cfg.domains if d != domain]
             if "levels" in batch and others:
                 with autocast(dtype, device):
                     distance = sum(model.translation_chroma(out.latent, batch["levels"][0], t) for t in others) / len(others)
