@@ -8,8 +8,10 @@ import torch
 
 from umt import spectral
 from umt.data import spectra
-from umt.generate import PackedDecoder, Stream, generate
-from umt.model import SILENCE, UMT, shift_right
+from umt.generate import MixtureSampler, PackedDecoder, Stream, generate
+from umt.model import UMT
+from umt.outputs import LogisticMixture
+from umt.outputs import shift_right as shift_targets
 from umt.presets import preset
 from umt.train import validate
 
@@ -101,33 +103,73 @@ def test_analysis_in_pieces_equals_one_transform(spectrum, monkeypatch):
     torch.testing.assert_close(amp, whole[: amp.shape[0]], atol=1e-4, rtol=1e-3)
 
 
-def tiny_spectral(seed: int = 0) -> UMT:
+def tiny_spectral(seed: int = 0, **overrides) -> UMT:
     torch.manual_seed(seed)
-    return UMT(preset("tiny-spectral", ["a", "b"]))
+    return UMT(preset("tiny-spectral", ["a", "b"], **overrides))
 
 
-def test_incremental_generation_equals_the_excited_forward():
-    model = tiny_spectral()
+OUTPUTS = [{}, {"mulaw_bits": 10}, {"sample_output": "logistic", "mixtures": 3}]
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_incremental_generation_equals_the_excited_forward(output):
+    model = tiny_spectral(**output)
     cfg, renderer = model.cfg, model.decoders["a"].renderer.eval()
     for p in renderer.parameters():
         p.data.mul_(2.0)
     levels = torch.rand(3, 4, cfg.spectrum_bins)
     excitation = torch.randn(3, 4 * cfg.pool, cfg.excitation_bands)
-    codes = torch.randint(0, 256, (3, 4 * cfg.pool))
+    out = renderer.output
+    samples = out.encode(torch.rand(3, 4 * cfg.pool) - 0.5)
     packed = PackedDecoder(renderer, cfg.pool)
     stream = Stream(packed)
     stream.start(*packed.conditioning(levels))
-    previous = torch.full((3,), SILENCE)
+    previous = torch.full((3,), out.silence, dtype=out.dtype)
     with torch.no_grad():
-        full = renderer(shift_right(codes), levels, excitation)
-        for t in range(codes.shape[1]):
+        full = renderer(shift_targets(samples, out.silence), levels, excitation)
+        for t in range(samples.shape[1]):
             torch.testing.assert_close(stream.step(previous, excitation[:, t]), full[:, t], rtol=0, atol=1e-4)
-            previous = codes[:, t]
+            previous = samples[:, t]
     greedy = generate(packed, levels, 0.0, excitation=excitation, streams=2)
     with torch.no_grad():
-        assert torch.equal(renderer(shift_right(greedy), levels, excitation).argmax(-1), greedy)
+        params = renderer(shift_targets(greedy, out.silence), levels, excitation)
+    if isinstance(out, LogisticMixture):  # the likeliest component's mean
+        logits, means, _ = out.split(params)
+        expected = means.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1).clamp(-1, 1)
+        torch.testing.assert_close(greedy, expected, rtol=0, atol=1e-5)
+    else:
+        assert torch.equal(params.argmax(-1), greedy)
     with pytest.raises(ValueError, match="excitation"):
         generate(packed, levels, 0.0)
+
+
+def test_the_logistic_mixture_scores_16_bit_bins():
+    out = LogisticMixture(2)
+    targets = torch.tensor([[0.1, -0.3, 0.999999, -1.0]])
+
+    def params(means, log_scale):
+        return torch.stack([torch.tensor([0.0, -30.0]).expand(4, 2), torch.stack([means, means + 0.5], -1),
+                            torch.full((4, 2), log_scale)], dim=-1).transpose(-1, -2).reshape(1, 4, 6)  # fmt: skip
+
+    sharp = out.nll(params(targets[0], -20.0), targets)  # all the mass on the target's own bin
+    broad = out.nll(params(targets[0], math.log(0.1)), targets)
+    off = out.nll(params(targets[0] + 0.01, -20.0), targets)
+    assert 0 <= sharp < 0.5 < broad < off
+    # a broad logistic: the bin's mass is its density times its width
+    expected = -(torch.log(torch.tensor(0.25 / 0.1)) + math.log(2 / (2**16 - 1)))
+    one = torch.tensor([[[0.0, 0.0, math.log(0.1)]]])
+    torch.testing.assert_close(LogisticMixture(1).nll(one, torch.zeros(1, 1)), expected, rtol=1e-3, atol=0)
+
+
+def test_mixture_sampling_follows_the_logistic():
+    torch.manual_seed(0)
+    params = torch.tensor([[0.0, -30.0, 0.2, -0.5, math.log(0.01), math.log(0.01)]]).expand(4000, 6).contiguous()
+    sampler = MixtureSampler(list(range(4000)), 1.0, torch.device("cpu"), 2)
+    values = sampler.sample(params.clone(), torch.empty(4000))
+    assert abs(values.mean().item() - 0.2) < 0.002  # the first component only
+    assert values.std().item() == pytest.approx(0.01 * math.pi / math.sqrt(3), rel=0.1)
+    cold = MixtureSampler(list(range(4000)), 0.0, torch.device("cpu"), 2).sample(params.clone(), torch.empty(4000))
+    assert torch.all(cold == 0.2)
 
 
 def spectral_batch(model: UMT, batch: int = 4, frames: int = 20, render: int = 5) -> dict[str, torch.Tensor]:
@@ -136,11 +178,9 @@ def spectral_batch(model: UMT, batch: int = 4, frames: int = 20, render: int = 5
     audio = torch.randn(batch, frames * HOP) * 0.2
     amp, phase = model.spectrum(audio)
     levels = spectral.level(amp[:, :frames])
-    from umt.audio import mu_law_encode
-
     return {
         "levels_in": levels[None], "levels": levels[None],
-        "codes": mu_law_encode(audio[:, : render * HOP])[None], "render_levels": levels[:, :render][None],
+        "audio": audio[:, : render * HOP].clamp(-1, 1)[None], "render_levels": levels[:, :render][None],
         "amplitude": amp[:, : render + 1][None], "phase": phase[:, : render + 1][None],
     }  # fmt: skip
 
@@ -163,7 +203,7 @@ def test_conditioning_gain_is_zero_for_decoders_that_ignore_their_conditioning()
 def test_the_spectrum_loss_falls_on_a_fixed_batch():
     model = tiny_spectral()
     batch = spectral_batch(model)
-    del batch["codes"]  # frame networks only
+    del batch["audio"]  # frame networks only
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):
@@ -264,17 +304,16 @@ def test_training_and_inference_excitations_have_the_level_of_the_audio(spectrum
     assert rms(spectral.excitation(amp, phase, freqs, HOP, SR).sum(-1)) > 1.3 * rms(trained)  # what training used to see
 
 
-def test_a_residual_renderer_models_the_audio_minus_its_excitation():
-    from umt.audio import mu_law_decode, mu_law_encode
-
-    model = tiny_spectral()
+@pytest.mark.parametrize("output,tolerance", [({}, 0.02), ({"mulaw_bits": 10}, 0.005), ({"sample_output": "logistic"}, 1e-6)])
+def test_a_residual_renderer_models_the_audio_minus_its_excitation(output, tolerance):
+    model = tiny_spectral(**output)
     assert model.cfg.render_residual
-    n = torch.arange(1600)
-    codes = mu_law_encode(0.3 * torch.sin(n / 10.0))[None]
-    excitation = 0.1 * torch.randn(1, 1600, model.cfg.excitation_bands)
-    targets = model.render_targets(codes, excitation)
-    torch.testing.assert_close(mu_law_decode(targets), mu_law_decode(codes) - excitation.sum(-1), atol=0.02, rtol=0)
-    torch.testing.assert_close(model.waveform(mu_law_decode(targets), excitation), mu_law_decode(codes), atol=0.02, rtol=0)
+    audio = 0.3 * torch.sin(torch.arange(1600) / 10.0)[None]
+    excitation = 0.05 * torch.randn(1, 1600, model.cfg.excitation_bands)  # the residual stays within [-1, 1]
+    targets = model.render_targets(audio, excitation, "a")  # quantised once: no coarser than one step of the output
+    decode = model.decoders["a"].renderer.output.decode
+    torch.testing.assert_close(decode(targets), audio - excitation.sum(-1), atol=tolerance, rtol=0)
+    torch.testing.assert_close(model.waveform(decode(targets), excitation), audio, atol=tolerance, rtol=0)
 
 
 def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_path):

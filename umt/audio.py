@@ -1,4 +1,4 @@
-"""Audio in and out: decoding, mono mix, resampling, atomic writing, and 8-bit mu-law.
+"""Audio in and out: decoding, mono mix, resampling, atomic writing, and mu-law coding.
 
 Everything inside umt is mono float32 in [-1, 1] at the model rate (16 kHz unless a
 config says otherwise). This module is the only place that touches audio files.
@@ -19,7 +19,7 @@ from umt import DEFAULT_SAMPLE_RATE
 from umt.errors import UserError
 from umt.fileio import atomic_path
 
-MU = 255  # 8-bit mu-law: 256 codes
+MU = 255  # 8-bit mu-law (256 codes): the encoder's input coding and the default WaveNet output
 
 #: Suffixes we treat as audio when scanning folders (all decoded by libsndfile).
 AUDIO_SUFFIXES = frozenset(
@@ -83,18 +83,24 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
         sf.write(tmp, samples, sample_rate, format=fmt, subtype="PCM_16")
 
 
-def mu_law_encode(audio: torch.Tensor) -> torch.Tensor:
-    """Float audio in [-1, 1] -> int64 codes 0..255 (rounded to the nearest code)."""
+def compand(audio: torch.Tensor, mu: int = MU) -> torch.Tensor:
+    """The mu-law curve: float audio in [-1, 1] -> companded values in [-1, 1]."""
     x = audio.clamp(-1.0, 1.0)
-    companded = torch.sign(x) * torch.log1p(MU * x.abs()) / math.log1p(MU)
-    return torch.round((companded + 1.0) * (MU / 2.0)).long()
+    return torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
 
 
-def mu_law_decode(codes: torch.Tensor) -> torch.Tensor:
-    """Codes 0..255 -> float audio; the exact inverse of mu_law_encode on the 256 codes.
+def mu_law_encode(audio: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Float audio in [-1, 1] -> int64 codes 0..2**bits - 1 (rounded to the nearest code)."""
+    mu = 2**bits - 1
+    return torch.round((compand(audio, mu) + 1.0) * (mu / 2.0)).long()
 
-    Code c stands for the companded value 2c/255 - 1, so code 0 is -1.0, code 255 is
+
+def mu_law_decode(codes: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Codes 0..2**bits - 1 -> float audio; the exact inverse of mu_law_encode on the codes.
+
+    Code c stands for the companded value 2c/mu - 1, so code 0 is -1.0, the last code is
     +1.0 and decoding never sits half a step off the encoder's grid.
     """
-    companded = codes.float() * (2.0 / MU) - 1.0
-    return torch.sign(companded) * torch.expm1(companded.abs() * math.log1p(MU)) / MU
+    mu = 2**bits - 1
+    companded = codes.float() * (2.0 / mu) - 1.0
+    return torch.sign(companded) * torch.expm1(companded.abs() * math.log1p(mu)) / mu

@@ -95,8 +95,9 @@ def export_model(
     lms: token LMs (`umt lm train` runs) the model carries, by mode, for `umt generate`.
 
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
-    halves of the spectral recipe trained in separate processes, one per core). Weights go
-    through the model, so checkpoints written before a rename of layers join correctly."""
+    halves of the spectral recipe trained in separate processes, one per core), with their own
+    sizes and output (RENDERER_FIELDS). Weights go through the models, so checkpoints written
+    before a rename of layers join correctly."""
     state = load_model_state(source)
     if target.is_dir():
         target = target / source.name
@@ -105,9 +106,12 @@ def export_model(
     if renderers_from is not None:
         other = load_model(renderers_from)
         _check_renderers(model.cfg, other.cfg, renderers_from)
-        for domain in model.cfg.domains:
-            model.decoders[domain].renderer.load_state_dict(other.decoders[domain].renderer.state_dict())
-        model.cfg.render_residual = other.cfg.render_residual  # how its renderers were trained
+        cfg = ModelConfig.from_dict({**model.cfg.to_dict(), **{f: getattr(other.cfg, f) for f in RENDERER_FIELDS}})
+        joined = UMT(cfg)
+        joined.load_state_dict({k: v for k, v in model.state_dict().items() if ".renderer." not in k}, strict=False)
+        for domain in cfg.domains:
+            joined.decoders[domain].renderer.load_state_dict(other.decoders[domain].renderer.state_dict())
+        model = joined
         extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
     for path in lms:
         lm_state = load_lm_state(path)
@@ -121,11 +125,15 @@ def export_model(
     return target, model_only
 
 
+# what a renderer is made of: taken from the model whose renderers are joined to another's frames
+RENDERER_FIELDS = ("decoder_blocks", "decoder_layers", "residual_channels", "skip_channels", "render_residual",
+                   "sample_output", "mulaw_bits", "mixtures")  # fmt: skip
+
+
 def _check_renderers(config: ModelConfig, other: ModelConfig, path: Path) -> None:
     if not (config.spectral and other.spectral):
         raise UserError(f"--renderers-from {path}: both models must be spectral (frame networks and renderers)")
-    renderer_fields = ("domains", "sample_rate", "pool", "spectrum_midi_low", "spectrum_bins", "decoder_blocks",
-                       "decoder_layers", "residual_channels", "skip_channels")  # fmt: skip
-    differ = [f for f in renderer_fields if getattr(config, f) != getattr(other, f)]
+    shared = ("domains", "sample_rate", "pool", "spectrum_midi_low", "spectrum_bins")  # what renderers and frames agree on
+    differ = [f for f in shared if getattr(config, f) != getattr(other, f)]
     if differ:
         raise UserError(f"--renderers-from {path}: its renderers differ in {', '.join(differ)}")

@@ -13,9 +13,10 @@ large matrix multiplies over the whole batch:
 
 The conditioning of every layer and of the head (latent projection plus biases) is
 computed once per latent frame for the whole batch before the loop; every buffer is
-allocated up front, so the loop allocates nothing. Sampling uses the Gumbel-max trick with
-noise drawn per batch row from that row's own seeded generator, so a chunk's output
-depends on its seed, not on which other chunks share its batch.
+allocated up front, so the loop allocates nothing. Sampling (umt.outputs: a mu-law code by
+its inverse CDF, or a value of a logistic mixture) uses noise drawn per batch row from that
+row's own seeded generator, so a chunk's output depends on its seed, not on which other
+chunks share its batch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from collections.abc import Callable
 
 import torch
 
-from umt.model import N_CLASSES, SILENCE, Decoder
+from umt.model import Decoder
+from umt.outputs import LOG_SCALE_MIN, LogisticMixture, MuLaw
 
 NOISE_BLOCK = 1024  # steps of uniform numbers drawn at once
 
@@ -38,7 +40,10 @@ class PackedDecoder:
         self.r, self.s, self.pool, self.dtype = r, s, pool, dtype
         self.dilations = list(decoder.dilations)
         self.n_layers = len(self.dilations)
-        self.device = decoder.embed.weight.device
+        self.output = decoder.output
+        self.device = decoder.head_out.weight.device
+        # a logistic mixture's mean and scale are computed in float32 whatever the layers' dtype
+        self.head_dtype = dtype if isinstance(self.output, MuLaw) else torch.float32
         with torch.no_grad():
             self._pack(decoder)
 
@@ -62,15 +67,18 @@ class PackedDecoder:
         self.gate_scale = gate_scale
         self.head_bias = f32(decoder.head_hidden.bias)
         self.condition = decoder.condition
-        as_rhs = lambda t: t.t().to(self.dtype).contiguous()  # noqa: E731  (x @ W layout)
-        self.embed = decoder.embed.weight.detach().to(self.dtype).contiguous()
+        as_rhs = lambda t, dtype=self.dtype: t.t().to(dtype).contiguous()  # noqa: E731  (x @ W layout)
+        if isinstance(self.output, MuLaw):  # a table row per code
+            self.embed = decoder.embed.weight.detach().to(self.dtype).contiguous()
+        else:  # value * weight + bias (umt.outputs.ValueEmbedding)
+            self.embed, self.b_embed = f32(decoder.embed.proj.weight[:, 0]).to(self.dtype), f32(decoder.embed.proj.bias).to(self.dtype)
         self.w_conv = [as_rhs(w) for w in conv_w]
         self.w_res = [as_rhs(f32(rs.weight[:r])) for rs in res_skips]
         self.w_skip = torch.cat([as_rhs(f32(rs.weight[r:])) for rs in res_skips])  # [L * R, S]
         self.b_skip = sum(f32(rs.bias[r:]) for rs in res_skips).to(self.dtype)
-        self.w_hid = as_rhs(f32(decoder.head_hidden.weight))
-        self.w_out = as_rhs(f32(decoder.head_out.weight))
-        self.b_out = f32(decoder.head_out.bias).to(self.dtype)
+        self.w_hid = as_rhs(f32(decoder.head_hidden.weight), self.head_dtype)
+        self.w_out = as_rhs(f32(decoder.head_out.weight), self.head_dtype)
+        self.b_out = f32(decoder.head_out.bias).to(self.head_dtype)
         # an excited decoder adds excitation(t) @ W_excite to the embedding of sample t - 1
         self.w_excite = as_rhs(f32(decoder.excite.weight)) if decoder.excite is not None else None
 
@@ -82,7 +90,7 @@ class PackedDecoder:
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of one generated sample (the per-frame conditioning excluded)."""
         r, s, n = self.r, self.s, self.n_layers
-        return 2 * (n * 4 * r * r + (n - 1) * r * r + n * r * s + s * s + s * N_CLASSES)
+        return 2 * (n * 4 * r * r + (n - 1) * r * r + n * r * s + s * s + s * self.output.width)
 
     def conditioning(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per latent frame, for the whole batch at once: every layer's gate conditioning
@@ -93,7 +101,7 @@ class PackedDecoder:
             cond = self.condition(latent.to(self.device, self.condition.weight.dtype))  # [B, F, L*2R + S]
             gates = cond[..., : 2 * r * n].unflatten(-1, (n, 2 * r)) * self.gate_scale + self.gate_bias
             head = cond[..., 2 * r * n :] + self.head_bias
-        return gates.permute(1, 2, 0, 3).to(self.dtype), head.permute(1, 0, 2).to(self.dtype)
+        return gates.permute(1, 2, 0, 3).to(self.dtype), head.permute(1, 0, 2).to(self.head_dtype)
 
 
 class Stream:
@@ -136,24 +144,30 @@ class Stream:
         self.z_layers = [self.z[:, i] for i in range(n)]
         self.z_flat = self.z.view(b, n * r)
         self.first = new(b, r)  # the embedding of an excited decoder, before its excitation is added
+        self.previous = new(b, 1)  # a logistic output's previous value, in the layers' dtype
         self.h = new(b, 2 * r)
         self.h_tanh, self.h_sigmoid = self.h[:, :r], self.h[:, r:]
         self.skip = new(b, s)
-        self.hidden = new(b, s)
-        self.logits = new(b, N_CLASSES)
+        head = lambda *shape: torch.zeros(*shape, device=p.device, dtype=p.head_dtype)  # noqa: E731
+        self.skip_head = self.skip if p.head_dtype == p.dtype else head(b, s)
+        self.hidden = head(b, s)
+        self.logits = head(b, p.output.width)
 
     def step(self, previous: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed codes [B] of sample t - 1 (and an excited decoder's excitation [B, E] at t),
-        return the logits [B, 256] for sample t (a view, reused)."""
+        """Feed sample t - 1 as the output codes it [B] (and an excited decoder's excitation [B, E]
+        at t), return the output's parameters [B, width] for sample t (a view, reused)."""
         p, t = self.p, self.t
         frame = t // p.pool
         gate_cond, h, h_a, h_b = self.gate_cond[frame], self.h, self.h_tanh, self.h_sigmoid
         dilations, last, w_conv, w_res = p.dilations, p.n_layers - 1, p.w_conv, p.w_res
         q = -t % (dilations[0] + 1)
-        if excitation is None:
-            torch.index_select(p.embed, 0, previous, out=self.slots[0][q])
+        embedded = self.slots[0][q] if excitation is None else self.first
+        if isinstance(p.output, MuLaw):
+            torch.index_select(p.embed, 0, previous, out=embedded)
         else:
-            torch.index_select(p.embed, 0, previous, out=self.first)
+            self.previous.copy_(previous.unsqueeze(1))
+            torch.addcmul(p.b_embed, self.previous, p.embed, out=embedded)
+        if excitation is not None:
             torch.addmm(self.first, excitation, p.w_excite, out=self.slots[0][q])
         for i, d in enumerate(dilations):
             if q == d:  # x(t) sits in the last slot: mirror it into slot 0 for step t + d
@@ -166,7 +180,9 @@ class Stream:
                 torch.addmm(self.slots[i][q], self.z_layers[i], w_res[i], out=self.slots[i + 1][q_next])
                 q = q_next
         torch.addmm(p.b_skip, self.z_flat, p.w_skip, out=self.skip).relu_()
-        torch.addmm(self.head_cond[frame], self.skip, p.w_hid, out=self.hidden).relu_()
+        if self.skip_head is not self.skip:
+            self.skip_head.copy_(self.skip)
+        torch.addmm(self.head_cond[frame], self.skip_head, p.w_hid, out=self.hidden).relu_()
         self.t += 1
         return torch.addmm(p.b_out, self.hidden, p.w_out, out=self.logits)
 
@@ -182,15 +198,20 @@ class Stream:
         excitation: torch.Tensor | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        """Generate into codes [T, B] (T = frames * pool): temperature 0 is greedy, otherwise a
-        sample of softmax(logits / temperature) with row i's randomness seeded by seeds[i].
-        An excited decoder takes its excitation as [T, B, E]. Returns early, leaving the
-        codes unfinished, once `cancel` is set."""
+        """Generate into codes [T, B] (T = frames * pool; the output's codes or values): temperature
+        0 is greedy (mu-law: the likeliest code; logistic: the likeliest component's mean),
+        otherwise a sample of the output's distribution at that temperature, row i's
+        randomness seeded by seeds[i]. An excited decoder takes its excitation as [T, B, E].
+        Returns early, leaving the codes unfinished, once `cancel` is set."""
         self.start(gate_cond, head_cond)
         b = codes.shape[1]
-        sampler = InverseCdfSampler(seeds, temperature, self.p.device) if temperature else None
-        previous = torch.full((b,), SILENCE, dtype=torch.long, device=self.p.device)
-        logits32 = torch.empty(b, N_CLASSES, device=self.p.device) if self.p.dtype != torch.float32 else None
+        output = self.p.output
+        if isinstance(output, LogisticMixture):
+            sampler = MixtureSampler(seeds, temperature, self.p.device, output.mixtures)
+        else:
+            sampler = InverseCdfSampler(seeds, temperature, self.p.device, output.width) if temperature else None
+        previous = torch.full((b,), output.silence, dtype=output.dtype, device=self.p.device)
+        logits32 = torch.empty(b, output.width, device=self.p.device) if self.p.head_dtype != torch.float32 else None
         if excitation is not None:
             excitation = excitation.to(self.p.device, self.p.dtype)
         for t in range(codes.shape[0]):
@@ -213,14 +234,14 @@ class InverseCdfSampler:
     from its own generator seeded with seeds[i], so a row's samples do not depend on the
     batch it sits in. Allocation-free: every buffer is made once."""
 
-    def __init__(self, seeds: list[int], temperature: float, device: torch.device):
+    def __init__(self, seeds: list[int], temperature: float, device: torch.device, classes: int = MuLaw().width):
         b = len(seeds)
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.inverse_t = 1.0 / temperature
         self.uniforms = torch.empty(NOISE_BLOCK, b, 1, device=device)
         self.used = NOISE_BLOCK
         self.peak = torch.empty(b, 1, device=device)
-        self.cdf = torch.empty(b, N_CLASSES, device=device)
+        self.cdf = torch.empty(b, classes, device=device)
         self.threshold = torch.empty(b, 1, device=device)
 
     def sample(self, logits: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -237,7 +258,48 @@ class InverseCdfSampler:
         self.used += 1
         index = out.unsqueeze(1)
         torch.searchsorted(self.cdf, self.threshold, right=True, out=index)
-        return index.clamp_max_(N_CLASSES - 1).squeeze(1)
+        return index.clamp_max_(self.cdf.shape[1] - 1).squeeze(1)
+
+
+class MixtureSampler:
+    """Samples a value per row from a logistic mixture (umt.outputs.LogisticMixture) at
+    temperature T: the component argmax(logits + T * Gumbel noise), then its mean plus T times
+    its scale times logistic noise; T = 0 gives the likeliest component's mean. Row i's noise
+    comes from its own generator seeded with seeds[i], as in InverseCdfSampler. Allocation-free
+    but for each block of noise."""
+
+    def __init__(self, seeds: list[int], temperature: float, device: torch.device, mixtures: int):
+        b = len(seeds)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.temperature, self.k = temperature, mixtures
+        self.noise = torch.empty(NOISE_BLOCK, b, mixtures + 1, device=device)  # Gumbel per component, logistic
+        self.used = NOISE_BLOCK
+        self.scores = torch.empty(b, mixtures, device=device)
+        self.choice = torch.empty(b, 1, dtype=torch.long, device=device)
+        self.mean, self.scale, self.value = (torch.empty(b, 1, device=device) for _ in range(3))
+
+    def _draw(self) -> None:
+        for row, gen in enumerate(self.generators):
+            self.noise[:, row].uniform_(generator=gen)
+        u = self.noise.clamp_(1e-7, 1 - 1e-7)
+        gumbel = -torch.log(-torch.log(u[..., : self.k]))
+        logistic = torch.log(u[..., self.k :]) - torch.log1p(-u[..., self.k :])
+        self.noise = torch.cat([gumbel, logistic], dim=-1).mul_(self.temperature)
+        self.used = 0
+
+    def sample(self, params: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Values [B] into `out` from params [B, 3k] (laid out as LogisticMixture's)."""
+        if self.used == NOISE_BLOCK:
+            self._draw()
+        noise = self.noise[self.used]
+        self.used += 1
+        k = self.k
+        torch.add(params[:, :k], noise[:, :k], out=self.scores)
+        torch.argmax(self.scores, dim=1, keepdim=True, out=self.choice)
+        torch.gather(params[:, k : 2 * k], 1, self.choice, out=self.mean)
+        torch.gather(params[:, 2 * k :], 1, self.choice, out=self.scale).clamp_min_(LOG_SCALE_MIN).exp_()
+        torch.addcmul(self.mean, self.scale, noise[:, k:], out=self.value).clamp_(-1.0, 1.0)
+        return out.copy_(self.value[:, 0])
 
 
 def default_streams(device: torch.device) -> int:
@@ -267,7 +329,7 @@ def generate(
     gate_cond, head_cond = packed.conditioning(latent)
     if (excitation is None) != (packed.w_excite is None):
         raise ValueError("an excited decoder needs its excitation, and only it takes one")
-    codes = torch.empty(frames * packed.pool, b, dtype=torch.long, device=packed.device)
+    codes = torch.empty(frames * packed.pool, b, dtype=packed.output.dtype, device=packed.device)
     per_step = excitation.transpose(0, 1) if excitation is not None else None  # [T, B, E]
     n = min(b, streams or default_streams(packed.device))
     jobs = [

@@ -17,12 +17,13 @@ import torch.utils.checkpoint
 from torch import nn
 
 from umt import spectral
-from umt.audio import MU, mu_law_decode, mu_law_encode
+from umt.audio import mu_law_decode
 from umt.errors import UserError
+from umt.outputs import MuLaw, SampleOutput, sample_output
+from umt.outputs import shift_right as shift_targets
 from umt.quantization.tokenizer import QuantizedResult, Tokenizer
 
-N_CLASSES = MU + 1  # 256-way softmax over mu-law codes
-SILENCE = N_CLASSES // 2  # the code of 0.0; the first decoder input of a crop
+SILENCE = MuLaw().silence  # the 8-bit code of 0.0; the first decoder input of a crop
 
 
 @dataclass
@@ -64,6 +65,12 @@ class ModelConfig:
     # The renderer's WaveNet models the audio minus the excitation (its output is the excitation
     # plus what it samples) instead of the audio itself.
     render_residual: bool = False
+    # What each renderer's WaveNet predicts per sample (umt.outputs): "mulaw", a softmax over
+    # 2**mulaw_bits codes (the paper, 8 bits), or "logistic", a mixture of `mixtures` logistics
+    # over the 16-bit sample value. The paper's decoders (decoder_type "wavenet") are 8-bit mu-law.
+    sample_output: str = "mulaw"
+    mulaw_bits: int = 8
+    mixtures: int = 10
     # A tokenizer between encoder and decoders (umt.quantization.tokenizer): a residual VQ of
     # `codebooks` codebooks of `codebook_size` vectors; 0 = none, the latent stays continuous.
     codebooks: int = 0
@@ -111,6 +118,10 @@ class ModelConfig:
             raise UserError(f"codebooks {self.codebooks} of size {self.codebook_size}: need codebooks >= 0 and size >= 2")
         if self.uses_spectrum and self.spectrum_bins % 12:
             raise UserError(f"spectrum_bins {self.spectrum_bins}: must be whole octaves (a multiple of 12)")
+        sample_output(self.sample_output, self.mulaw_bits, self.mixtures)  # refuses unknown kinds and sizes
+        if not self.spectral and (self.sample_output, self.mulaw_bits) != ("mulaw", 8):
+            raise UserError(f"sample_output {self.sample_output} ({self.mulaw_bits} bits): only a spectral model's renderers "
+                            "predict other than 8-bit mu-law")  # fmt: skip
         if self.latent_stride < 1 or (self.latent_stride > 1 and not (self.encoder_input == "spectrum" and self.spectral)):
             raise UserError(f"latent_stride {self.latent_stride}: must be 1, or more with a spectrum encoder and spectral decoders")
 
@@ -250,19 +261,22 @@ class WaveNetLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Conditional WaveNet over mu-law codes; predicts code t from codes < t and the latent.
+    """Conditional WaveNet; predicts sample t from samples < t and the latent, as the
+    distribution of its `output` (umt.outputs: mu-law codes, or a mixture of logistics).
 
     Layers are WaveNetLayers; the conditioning of every layer's gate and of the head is one
     linear map of each latent frame. The head sums the skips:
-    ReLU -> linear + conditioning -> ReLU -> linear to 256 logits.
+    ReLU -> linear + conditioning -> ReLU -> linear to the output's parameters.
     """
 
-    def __init__(self, cfg: ModelConfig, condition_channels: int | None = None, excitation_channels: int = 0):
+    def __init__(self, cfg: ModelConfig, condition_channels: int | None = None, excitation_channels: int = 0,
+                 output: SampleOutput | None = None):  # fmt: skip
         super().__init__()
         r, s = cfg.residual_channels, cfg.skip_channels
         self.residual_channels, self.skip_channels = r, s
+        self.output = output or MuLaw()
         self.dilations = dilations(cfg.decoder_blocks, cfg.decoder_layers)
-        self.embed = nn.Embedding(N_CLASSES, r)
+        self.embed = self.output.embedding(r)
         # A sample-rate input added to the embedding of the previous sample (the excitation at t).
         self.excite = nn.Linear(excitation_channels, r, bias=False) if excitation_channels else None
         # every conv, then every res_skip: the order in which the seeded initialisation has always drawn them
@@ -271,14 +285,15 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(WaveNetLayer(c, rs, d) for c, rs, d in zip(convs, res_skips, self.dilations))
         self.condition = nn.Linear(condition_channels or cfg.latent_channels, 2 * r * len(self.dilations) + s)
         self.head_hidden = nn.Linear(s, s)
-        self.head_out = nn.Linear(s, N_CLASSES)
+        self.head_out = nn.Linear(s, self.output.width)
         # Recompute each layer in the backward pass instead of storing its activations:
         # about a third more compute for a fraction of the memory (paper-size decoders).
         self.activation_checkpointing = False
 
     def forward(self, previous: torch.Tensor, latent: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
-        """previous [B, T] codes (the target shifted right by one), latent [B, T/pool, C] (the
-        conditioning), excitation [B, T, E] for an excited decoder -> logits [B, T, 256]."""
+        """previous [B, T] samples as the output codes them (the target shifted right by one),
+        latent [B, T/pool, C] (the conditioning), excitation [B, T, E] for an excited decoder
+        -> the output's parameters [B, T, output.width] (mu-law: logits)."""
         x = self.embed(previous)
         if self.excite is not None:
             x = x + self.excite(excitation)
@@ -292,8 +307,12 @@ class Decoder(nn.Module):
             else:
                 x, layer_skip = layer(x, layer_cond)
             skip = skip + layer_skip
-        h = add_per_frame(self.head_hidden(F.relu(skip)), cond[..., -s:])
-        return self.head_out(F.relu(h))
+        if isinstance(self.output, MuLaw):
+            return self.head_out(F.relu(add_per_frame(self.head_hidden(F.relu(skip)), cond[..., -s:])))
+        # a sample value's mean and scale need more than bf16's three significant digits
+        with torch.autocast(x.device.type, enabled=False):
+            h = add_per_frame(self.head_hidden(F.relu(skip.float())), cond[..., -s:].float())
+            return self.head_out(F.relu(h))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         rename_layers(state_dict, prefix, {"convs": "conv", "res_skip": "res_skip"})
@@ -328,8 +347,8 @@ class DomainClassifier(nn.Module):
 
 
 def shift_right(codes: torch.Tensor) -> torch.Tensor:
-    """Teacher forcing: the decoder input at t is the target at t-1 (silence before the crop)."""
-    return F.pad(codes[:, :-1], (1, 0), value=SILENCE)
+    """Teacher forcing of an 8-bit mu-law decoder: the input at t is the code at t-1."""
+    return shift_targets(codes, SILENCE)
 
 
 class SpectralDecoder(nn.Module):
@@ -337,8 +356,9 @@ class SpectralDecoder(nn.Module):
 
     frames: latent [B, F, C] -> this domain's semitone spectrum levels [B, F, bins] (a
             non-causal dilated stack at frame rate; trained with L1 against the clean target);
-    renderer: a WaveNet over mu-law codes conditioned per frame on spectrum levels and handed,
-            sample by sample, the harmonic excitation synthesised from them (umt.spectral).
+    renderer: a WaveNet (its output umt.outputs: mu-law codes or a logistic mixture) conditioned
+            per frame on spectrum levels and handed, sample by sample, the harmonic excitation
+            synthesised from them (umt.spectral).
     The renderer trains on the real spectrum of its domain; at inference it renders the
     frame network's prediction.
     """
@@ -349,7 +369,8 @@ class SpectralDecoder(nn.Module):
         self.frames_in = nn.Linear(3 * cfg.latent_channels, ch)
         self.frames = ResidualStack(ch, cfg.frame_blocks, cfg.frame_layers)
         self.frames_out = nn.Linear(ch, cfg.spectrum_bins)
-        self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands)
+        output = sample_output(cfg.sample_output, cfg.mulaw_bits, cfg.mixtures)
+        self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands, output=output)
         self.stride = cfg.latent_stride
 
     def spectrum(self, latent: torch.Tensor, frames: int | None = None) -> torch.Tensor:
@@ -364,7 +385,7 @@ class SpectralDecoder(nn.Module):
 class ModelOutput:
     """What UMT.forward returns: every loss term the training loop adds, and the latent.
 
-    losses: per-domain terms by name ("ce/piano": nats per sample of the WaveNet;
+    losses: per-domain terms by name ("ce/piano": nats per sample of the WaveNet's output;
             "spectrum/piano": L1 of predicted spectrum levels), each weighted by the loop;
     latent: [D * B, frames, C] what the decoders read, for the domain-confusion classifier;
     penalties: auxiliary terms added as they are (the tokenizer's commitment loss);
@@ -426,15 +447,16 @@ class UMT(nn.Module):
         """Excitation [B, (F - 1) * pool, bands] of amplitude and phase [B, F, bins]."""
         return spectral.excitation(amplitude, phase, self.freqs, self.cfg.pool, self.cfg.sample_rate)
 
-    def render_targets(self, codes: torch.Tensor, excitation: torch.Tensor) -> torch.Tensor:
-        """What a renderer's WaveNet models, as mu-law codes [B, T]: the audio, or with
-        render_residual the audio minus the excitation (codes [B, T] of the audio)."""
-        if not self.cfg.render_residual:
-            return codes
-        return mu_law_encode(mu_law_decode(codes) - excitation.float().sum(-1))
+    def render_targets(self, audio: torch.Tensor, excitation: torch.Tensor, domain: str) -> torch.Tensor:
+        """What `domain`'s renderer models of float audio [B, T], as its output codes it (umt.outputs):
+        the audio, or with render_residual the audio minus the excitation [B, T, E]; quantised
+        once, here (mu-law: codes; a logistic mixture: the float values)."""
+        if self.cfg.render_residual:
+            audio = audio.float() - excitation.float().sum(-1)
+        return self.decoders[domain].renderer.output.encode(audio)
 
     def waveform(self, generated: torch.Tensor, excitation: torch.Tensor | None) -> torch.Tensor:
-        """Audio [..., T] of what a WaveNet generated, decoded from mu-law [..., T] (the inverse of
+        """Audio [..., T] of what a WaveNet generated, decoded to floats [..., T] (the inverse of
         render_targets): itself, or with render_residual itself plus the excitation [..., T, E]."""
         audio = generated
         if self.cfg.render_residual:
@@ -454,7 +476,7 @@ class UMT(nn.Module):
           wavenet decoders: inputs, targets [D, B, T] codes (inputs augmented, targets clean);
           spectral decoders: levels_in, levels [D, B, F, bins] (augmented input, clean target;
             absent when the frame networks do not train), and for the renderers (absent when
-            they do not train) codes [D, B, T], render_levels [D, B, T / pool, bins],
+            they do not train) audio [D, B, T] (float crops), render_levels [D, B, T / pool, bins],
             amplitude and phase [D, B, T / pool + 1, bins] of the clean target, and optionally
             given_amplitude and given_phase: another excitation to condition on (validation).
         translate (spectral, several domains): also translate each domain's crops into another
@@ -469,7 +491,7 @@ class UMT(nn.Module):
             per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
                 logits = self.decoders[name](shift_right(batch["targets"][d]), per_domain[d])
-                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), batch["targets"][d].flatten())
+                losses[f"ce/{name}"] = self.decoders[name].output.nll(logits, batch["targets"][d])
             return self._output(losses, latent, tokens)
         tokens = translation_chroma = None
         if "levels" in batch:
@@ -485,16 +507,16 @@ class UMT(nn.Module):
                     self.translation_chroma(per_domain[d], batch["levels"][d], domains[(d + shift) % n_domains])
                     for d in range(n_domains)
                 ) / n_domains
-        if "codes" in batch:
+        if "audio" in batch:
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
                 excitation = self.excitation(spectral.peaks(batch["amplitude"][d]), batch["phase"][d])
-                targets = self.render_targets(batch["codes"][d], excitation)
+                targets = self.render_targets(batch["audio"][d], excitation, name)
                 if "given_amplitude" in batch:  # conditioned on another excitation than the target's own
                     excitation = self.excitation(spectral.peaks(batch["given_amplitude"][d]), batch["given_phase"][d])
                 renderer = self.decoders[name].renderer
-                logits = renderer(shift_right(targets), batch["render_levels"][d], excitation)
-                losses[f"ce/{name}"] = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+                params = renderer(shift_targets(targets, renderer.output.silence), batch["render_levels"][d], excitation)
+                losses[f"ce/{name}"] = renderer.output.nll(params, targets)
         return self._output(losses, latent, tokens, translation_chroma)
 
     @staticmethod

@@ -95,6 +95,7 @@ class TrainConfig:
     val_every: int = 500
     val_items: int = 32  # validation crops per domain
     checkpoint_every: int = 250
+    keep_every: int = 0  # steps between snapshots kept as step<N>.pt (0 = none)
     audio_every: int = 2000
     log_every: int = 50
 
@@ -424,7 +425,7 @@ def train(
     for name in positive:
         if getattr(tcfg, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
-    for name in ("timbre_augment", "chroma_weight", "workers"):
+    for name in ("timbre_augment", "chroma_weight", "workers", "keep_every"):
         if getattr(tcfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must not be negative")
     if tcfg.freeze_decoders and not (tcfg.freeze_encoder and cfg.codebooks):
@@ -518,6 +519,8 @@ def _step(run: Run, model, classifier, batch, tcfg: TrainConfig, cfg: ModelConfi
         log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
     if run.step % tcfg.checkpoint_every == 0 or last_step:
         save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
+    if tcfg.keep_every and run.step % tcfg.keep_every == 0:
+        save_checkpoint(out / f"step{run.step}.pt", checkpoint_state(run, cfg, tcfg))
 
 
 def _stop_agreed(stopping, proc: Process) -> bool:
@@ -571,7 +574,7 @@ def step_batch(batch, tcfg: TrainConfig, spectral: bool, device: torch.device) -
     return out
 
 
-RENDER_KEYS = ("codes", "render_levels", "amplitude", "phase")
+RENDER_KEYS = ("audio", "render_levels", "amplitude", "phase")
 
 
 def _means(stats: dict[str, float]) -> dict[str, float]:

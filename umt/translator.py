@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_decode, mu_law_encode
+from umt.audio import mu_law_encode
 from umt.errors import UserError
 from umt.generate import PackedDecoder, generate
 from umt.model import UMT
@@ -218,7 +218,7 @@ class Translator:
                 excitation = torch.stack([padded[ch.item][1][w.start * p : w.stop * p] for ch, w in zip(batch, window)])
             seeds = [_chunk_seed(self.seed, domain, keys[ch.item], ch.index) for ch in batch]
             codes = generate(self.packed[domain], cond, self.temperature, seeds, self.streams, progress, excitation)
-            audio = mu_law_decode(codes).cpu().numpy()  # what the WaveNet plays: the audio, or the residual
+            audio = self.packed[domain].output.decode(codes).cpu().numpy()  # what the WaveNet plays: the audio, or the residual
             for ch, row in zip(batch, audio):
                 self._stitch(outputs[ch.item], row, ch.first_frame * p)
         # The excitation runs unbroken over the whole file: added (if it is) after the stitching.

@@ -7,7 +7,7 @@ step of the frame-rate networks costs no signal processing at all. An item holds
     paper's pitch augmentation applied at the front end (a random 1/4..1/2 of the crop moved by
     up to half a semitone) and, optionally, a random spectral envelope (umt.data.augment), the
     encoder's input;
-  - a render crop: mu-law codes of the audio, the spectrum levels of its frames (the renderer's
+  - a render crop: the audio (float samples), the spectrum levels of its frames (the renderer's
     conditioning) and amplitude and phase of its frames plus one (the excitation).
 Like CropDataset, item i is a pure function of (seed, domain, i).
 """
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from umt.audio import mu_law_encode
 from umt.data.augment import random_envelope, random_segment
 from umt.data.manifest import Manifest, pcm_to_float
 from umt.errors import UserError
@@ -117,7 +116,7 @@ class SpectralCrops(Dataset):
             file, start = self._position(rng, self.render_crop)
             n, hop = self.render_crop, s.hop
             pcm = np.asarray(s.audio[file][start * hop : (start + n) * hop])
-            item["codes"] = mu_law_encode(torch.from_numpy(pcm_to_float(pcm)))
+            item["audio"] = torch.from_numpy(pcm_to_float(pcm))
             amp = s.amplitude[file][start : start + n + 1]
             item["render_levels"] = level(amp[:n])
             item["amplitude"] = amp
