@@ -11,3 +11,5 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install ${UMT_TORCH:-torch==2.13.0}
 pip install --no-deps tinysoundfont
 pip install -e '.[dev]'
+# after umt, so that pip's resolver never acts on its declared tensorflow (see pyproject.toml)
+pip install --no-deps basic-pitch==0.4.0

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from umt.audio import load_audio
-from umt.evaluate import chroma_similarity, pitch_class_agreement, pitch_classes
+from umt.measures import chroma_similarity, pitch_class_agreement, pitch_classes
 
 
 def main() -> None:

@@ -2,13 +2,15 @@
 """How well a spectral model's WaveNet renderers play, given the best conditioning a translator
 could hand them: the real semitone spectrum of val clips of their own domain (an oracle).
 
-    python bench/renderer_curve.py PREP RUN/step2000.pt RUN/step4000.pt ... --domains piano --judge JUDGE
+    python bench/renderer_curve.py PREP RUN/step500.pt RUN/step1000.pt ... --domains piano --judge JUDGE
 
 For each checkpoint and domain, renders --clips val clips of --seconds free-running (sampled
-sample by sample, excitation with free-running phases from the clip's spectral peaks, as at
-inference) and prints one line: the training step, chroma similarity and pyin pitch-class
-agreement with the clip (and with an unrelated clip of the same domain: the floor), and the
-judge's accuracy. The same scores for the excitation alone (the 'sines' renderer) come first.
+sample by sample at each --temperature, excitation with free-running phases from the clip's
+spectral peaks, as at inference) and prints one line: the training step, chroma similarity and
+pyin pitch-class agreement with the clip (and with an unrelated clip of the same domain: the
+floor), the noise floor's excess over the clip's own (dB), the log-spectral and multi-resolution
+STFT distances to the clip (umt.measures), and the judge's accuracy. The same scores for the
+excitation alone (the 'sines' renderer) come first. `train --keep-every` keeps the checkpoints.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_decode
 from umt.checkpoint import load_checkpoint, load_model
 from umt.data.manifest import Manifest
-from umt.evaluate import choose_clips, chroma_similarity, pitch_class_agreement, pitch_classes
+from umt.evaluate import choose_clips
+from umt.measures import chroma_similarity, lsd, mr_stft_distance, noise_floor_db, pitch_class_agreement, pitch_classes
 from umt.generate import PackedDecoder, generate
 from umt.judge import load_judge
 
@@ -48,6 +50,9 @@ def scores(rendered: np.ndarray, clips: np.ndarray, rate: int, judge, index: int
         "chroma_floor": np.mean([chroma_similarity(r, clips[j], rate) for r, j in zip(rendered, unrelated)]),
         "pitch": np.mean([pitch_class_agreement(m, t) or 0.0 for m, t in zip(mine, tracks)]),
         "pitch_floor": np.mean([pitch_class_agreement(m, tracks[j]) or 0.0 for m, j in zip(mine, unrelated)]),
+        "floor_excess": np.mean([noise_floor_db(r) - noise_floor_db(c) for r, c in zip(rendered, clips)]),
+        "lsd": np.mean([lsd(r, c, rate) for r, c in zip(rendered, clips)]),
+        "mr_stft": np.mean([mr_stft_distance(r, c) for r, c in zip(rendered, clips)]),
     }
     if judge is not None:
         out["judge"] = float(np.mean(judge.classify(list(rendered)) == index))
@@ -61,7 +66,7 @@ def main() -> None:
     parser.add_argument("--domains", help="comma-separated (default: all of the model's)")
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, nargs="+", default=[1.0], help="one or more (default: 1)")
     parser.add_argument("--judge", type=Path, help="judge.pt for target accuracy")
     args = parser.parse_args()
     manifest = Manifest.read(args.prep)
@@ -72,10 +77,9 @@ def main() -> None:
     samples = int(args.seconds * rate) // first.cfg.pool * first.cfg.pool
     clips = {d: np.stack([c.audio for c in choose_clips(manifest, d, args.clips, samples, split="val")]) for d in domains}
     tracks = {d: [pitch_classes(c, rate) for c in clips[d]] for d in domains}
-    print(f"{args.clips} val clips of {samples / rate:g} s per domain, temperature {args.temperature:g}; "
-          "floor = against an unrelated clip of the same domain")  # fmt: skip
-    header = "step  domain   renderer  chroma (floor)  pitch-class agreement (floor)  judge  render s"
-    print(header)
+    print(f"{args.clips} val clips of {samples / rate:g} s per domain; (floor) = against an unrelated clip of the same domain; "
+          "noise = the noise floor's excess over the clip's own, dB")  # fmt: skip
+    print("step  domain   renderer  T     chroma (floor)  pitch-class (floor)  noise   LSD    MR-STFT  judge  render s")
     for n, path in enumerate(args.checkpoints):
         model = load_model(path)
         step = load_checkpoint(path).get("step")
@@ -84,16 +88,19 @@ def main() -> None:
             levels, excitation = oracle_inputs(model, clips[d], seed=0)
             rows = []
             if n == 0:
-                rows.append(("sines", excitation.sum(-1).clamp(-1, 1).numpy(), 0.0))
-            tic = time.perf_counter()
+                rows.append(("sines", "-", excitation.sum(-1).clamp(-1, 1).numpy(), 0.0))
             packed = PackedDecoder(model.decoders[d].renderer, model.cfg.pool)
-            codes = generate(packed, levels, args.temperature, excitation=excitation)
-            rows.append(("wavenet", model.waveform(mu_law_decode(codes), excitation).numpy(), time.perf_counter() - tic))
-            for name, rendered, seconds in rows:
+            for temperature in args.temperature:
+                tic = time.perf_counter()
+                codes = generate(packed, levels, temperature, excitation=excitation)
+                audio = model.waveform(packed.output.decode(codes), excitation).numpy()
+                rows.append(("wavenet", f"{temperature:g}", audio, time.perf_counter() - tic))
+            for name, temperature, rendered, seconds in rows:
                 s = scores(rendered, clips[d], rate, judge, index, tracks[d])
                 judged = f"{s['judge']:.2f}" if judge else "n/a"
-                print(f"{step!s:>5} {d:<8} {name:<9} {s['chroma']:.3f} ({s['chroma_floor']:.3f})   "
-                      f"{s['pitch']:.3f} ({s['pitch_floor']:.3f})                 {judged}  {seconds:.1f}", flush=True)  # fmt: skip
+                print(f"{step!s:>5} {d:<8} {name:<9} {temperature:<5} {s['chroma']:.3f} ({s['chroma_floor']:.3f})  "
+                      f"{s['pitch']:.3f} ({s['pitch_floor']:.3f})        {s['floor_excess']:5.1f}  {s['lsd']:5.2f}  "
+                      f"{s['mr_stft']:.3f}    {judged}   {seconds:.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

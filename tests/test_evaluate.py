@@ -8,8 +8,9 @@ import torch
 from conftest import tone
 from umt.cli import main
 from umt.data.manifest import Manifest
-from umt.evaluate import chroma_similarity, pitch_class_agreement, pitch_classes
-from umt.judge import load_judge, train_judge
+from umt.measures import chroma_similarity, pitch_class_agreement, pitch_classes
+from umt.judge import RealCrops, load_judge, train_judge
+from umt.measures import add_noise, lsd, mr_stft_distance, noise_floor_db, onset_f1, transcribe
 
 
 def test_pitch_class_agreement():
@@ -36,18 +37,40 @@ def test_chroma_similarity():
     assert chroma_similarity(rest, rest, 16000) == 1.0
 
 
+def test_fidelity_measures_score_a_clean_signal_above_the_same_signal_with_noise():
+    clean = sum(tone(2.0, 16000, f, 0.2) * np.exp(-np.arange(32000) / 16000.0) for f in (220.0, 330.0, 440.0)).astype(np.float32)
+    noisy = add_noise(clean, -40.0)
+    assert noise_floor_db(clean) < noise_floor_db(noisy) - 20  # a pure chord's floor is far below hiss 40 dB down
+    assert noise_floor_db(np.zeros(16000, np.float32)) is None
+    assert lsd(clean, clean, 16000) == 0.0 and mr_stft_distance(clean, clean) == 0.0
+    assert 0 < lsd(noisy, clean, 16000) < lsd(add_noise(clean, -20.0), clean, 16000)
+    assert 0 < mr_stft_distance(noisy, clean) < mr_stft_distance(add_noise(clean, -20.0), clean)
+
+
+def test_basic_pitch_transcribes_offline_and_onset_f1_matches_notes():
+    a4_then_e5 = np.concatenate([tone(0.5, 16000, 440.0, 0.4), tone(0.5, 16000, 659.26, 0.4)])
+    notes = transcribe(a4_then_e5, 16000)
+    assert {69, 76} <= set(notes[:, 2].astype(int).tolist())  # basic-pitch's ONNX model, from the wheel
+    assert onset_f1(notes, notes) == 1.0
+    reference = np.array([[0.0, 0.5, 69], [0.5, 1.0, 76]])
+    assert onset_f1(notes, reference) > 0.5
+    assert onset_f1(notes, reference + [0.2, 0.2, 0]) == 0.0  # onsets 200 ms late
+    assert onset_f1(notes, reference + [0, 0, 1]) == 0.0  # a semitone off
+    assert onset_f1(np.zeros((0, 3)), np.zeros((0, 3))) == 1.0 and onset_f1(np.zeros((0, 3)), reference) == 0.0
+
+
 METRICS_KEYS = {  # documented in the README, section Evaluation
-    "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "target_accuracy",
-    "chroma_similarity", "pitch_class_agreement", "logmel_l1", "identity", "ground_truth", "ground_truth_target_accuracy",
-    "reconstruction", "renderer", "spectrum_l1", "judge_test_accuracy", "split", "latent",
+    "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "renderers", "latent", "results",
+    "summary", "identity", "spectrum_l1", "real", "judge_test_accuracy", "can_fail", "reconstruction", "split",
 }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def judge_path(two_domains: Path, tmp_path_factory) -> Path:
+def judge_path(two_domains: Path, paired_corpus: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("judge")
-    scores = train_judge(two_domains, out, steps=30, batch_per_domain=4, test_clips=6, crop_seconds=0.5)
+    scores = train_judge([two_domains], out, steps=30, batch_per_domain=4, test_clips=6, crop_seconds=0.5, holdout=[paired_corpus])
     assert set(scores["per_domain_accuracy"]) == {"high", "low"}
+    assert set(scores["holdout"]) == {str(paired_corpus)}  # a corpus of the same domains it never trained on
     return out / "judge.pt"
 
 
@@ -59,26 +82,59 @@ def test_judge_learns_two_domains(judge_path: Path, two_domains: Path):
     assert torch.load(judge_path, weights_only=True)["kind"] == "umt-judge"
 
 
+def test_the_judge_trains_on_float_audio_of_every_corpus(two_domains: Path, paired_corpus: Path):
+    """Crops are the stored samples as floats (no mu-law coding to learn as part of an
+    instrument), drawn from every corpus given."""
+    manifests = [Manifest.read(two_domains), Manifest.read(paired_corpus)]
+    crops = RealCrops(manifests, "low", "train", 4000)
+    batch = crops.sample(64, np.random.default_rng(0))
+    assert batch.dtype == np.float32 and batch.shape == (64, 4000)
+    stored = [m.excerpt(e, 0, e.samples) for m in manifests for e in m.entries("low", "train")]
+    corpora = {next(i for i, m in enumerate(manifests) for e in m.entries("low", "train") if _holds(m.excerpt(e, 0, e.samples), c))
+               for c in batch}  # fmt: skip
+    assert corpora == {0, 1}
+    assert all(any(_holds(s, c) for s in stored) for c in batch)
+    from umt.audio import mu_law_decode, mu_law_encode
+
+    coded = mu_law_decode(mu_law_encode(torch.from_numpy(batch))).numpy()
+    assert np.abs(coded - batch).max() > 1e-3  # they are not mu-law decoded samples
+
+
+def _holds(recording: np.ndarray, crop: np.ndarray) -> bool:
+    """Whether crop is a stretch of recording."""
+    for start in np.flatnonzero(recording[: recording.size - crop.size + 1] == crop[0]):
+        if np.array_equal(recording[start : start + crop.size], crop):
+            return True
+    return False
+
+
 def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_domains: Path, judge_path: Path, tmp_path: Path):
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(out),
             "--judge", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == METRICS_KEYS and set(metrics["identity"]) == {"target_accuracy", "chroma_similarity", "pitch_class_agreement", "logmel_l1", "spectrum_l1"}
+    assert set(metrics) == METRICS_KEYS and metrics["renderers"] == ["wavenet"]  # the paper's decoders have no preview
+    results = metrics["results"]["wavenet"]
     assert metrics["domains"] == ["high", "low"] and metrics["paired"] is False
-    assert metrics["logmel_l1"] is None and metrics["ground_truth"] is None  # unpaired: no ground truth
-    assert metrics["ground_truth_target_accuracy"] == {"high": 1.0, "low": 1.0}
-    for key in ("target_accuracy", "chroma_similarity"):
-        assert set(metrics[key]) == {"high", "low"} and set(metrics[key]["low"]) == {"high", "low"}
-        assert all(0.0 <= v <= 1.0 for row in metrics[key].values() for v in row.values())
+    assert results["logmel_l1"] is None and results["lsd"] is None  # unpaired: no ground truth
+    assert metrics["real"]["target_accuracy"] == {"high": 1.0, "low": 1.0}
+    for key in ("target_accuracy", "chroma_similarity", "onset_f1"):
+        assert set(results[key]) == {"high", "low"} and set(results[key]["low"]) == {"high", "low"}
+        assert all(0.0 <= v <= 1.0 for row in results[key].values() for v in row.values())
         assert metrics["identity"][key] is not None
+    assert results["noise_floor_db"]["low"]["high"] < 0 and results["noise_floor_excess_db"]["low"]["high"] is not None
+    # every measure meets audio it must score worse than the real thing
+    can_fail = metrics["can_fail"]
+    real, noisy = can_fail["real audio (against itself)"], can_fail["with white noise -40 dB"]
+    assert real["noise_floor_excess_db"] == 0.0 and noisy["noise_floor_excess_db"] > 10
+    assert real["target_accuracy"] == 1.0 and real["onset_f1"] == 1.0
     # The identity baseline of an unpaired set compares the input with itself.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] == pytest.approx(1.0, abs=1e-6)
     assert set(metrics["reconstruction"]) == {"high", "low"} and metrics["reconstruction"]["low"]["bits"] > 0
     report = (out / "report.md").read_text()
-    assert "Target accuracy" in report and "target_accuracy.png" in report
-    assert (out / "target_accuracy.png").stat().st_size > 1000 and (out / "chroma_similarity.png").is_file()
+    assert "Target accuracy" in report and "target_accuracy_wavenet.png" in report and "Can each measure fail?" in report
+    assert (out / "target_accuracy_wavenet.png").stat().st_size > 1000 and (out / "chroma_similarity_wavenet.png").is_file()
     assert list(out.glob("example*.png")) and list((out / "clips").glob("*_translation.wav"))
 
 
@@ -109,21 +165,24 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, paired_corpus: Path,
                  "--clips", "1", "--seconds", "0.5", "--figures", "0"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == METRICS_KEYS
-    assert metrics["paired"] and metrics["logmel_l1"]["low"]["high"] > 0 and metrics["target_accuracy"] is None
-    assert metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0  # the input is its own ground truth
+    results = metrics["results"]["wavenet"]
+    assert metrics["paired"] and results["logmel_l1"]["low"]["high"] > 0 and results["target_accuracy"] is None
+    assert results["lsd"]["low"]["high"] > 0 and results["mr_stft"]["low"]["high"] > 0
+    assert metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0 and metrics["identity"]["lsd"]["low"]["low"] == 0.0  # its own ground truth
     # Octave-apart renderings of one piece share their chroma: the identity baseline is high.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] > 0.8
-    assert metrics["ground_truth"] == {"chroma_similarity": 1.0, "pitch_class_agreement": 1.0, "logmel_l1": 0.0}
     # pyin hears the same pitch class an octave apart
     assert metrics["identity"]["pitch_class_agreement"]["low"]["high"] > 0.8
     assert metrics["spectrum_l1"] is None  # a WaveNet decoder predicts no spectrum
+    other = metrics["can_fail"]["same notes, another instrument"]  # here: two octaves away
+    assert other["lsd"] > metrics["can_fail"]["real audio (against itself)"]["lsd"] == 0.0
     assert metrics["split"] == "test" and metrics["latent"] == "continuous"
     # settings are chosen on the val split: its pieces, with their own ground truth
     assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(paired_corpus), "--out", str(tmp_path / "val"),
                  "--clips", "1", "--seconds", "0.5", "--figures", "0", "--split", "val"]) == 0  # fmt: skip
-    val = json.loads((tmp_path / "val" / "metrics.json").read_text())
-    assert val["split"] == "val" and val["logmel_l1"]["low"]["high"] > 0
-    assert val["logmel_l1"]["low"]["high"] != metrics["logmel_l1"]["low"]["high"]  # other clips
+    val = json.loads((tmp_path / "val" / "metrics.json").read_text())["results"]["wavenet"]
+    assert val["logmel_l1"]["low"]["high"] > 0
+    assert val["logmel_l1"]["low"]["high"] != results["logmel_l1"]["low"]["high"]  # other clips
 
 
 def test_a_spectral_model_scores_its_predicted_spectra_against_the_truth(tiny_spectral_checkpoint: Path, paired_corpus: Path,
@@ -138,14 +197,18 @@ def test_a_spectral_model_scores_its_predicted_spectra_against_the_truth(tiny_sp
     assert "Semitone-spectrum L1" in (out / "report.md").read_text()
 
 
-def test_evaluate_a_spectral_model_with_either_renderer(tiny_spectral_checkpoint: Path, two_domains: Path, tmp_path: Path):
-    for renderer in ("sines", "wavenet"):
+def test_a_spectral_model_is_scored_with_its_wavenet_beside_the_sines_preview(tiny_spectral_checkpoint: Path, two_domains: Path,
+                                                                             tmp_path: Path):  # fmt: skip
+    for renderer, expected in (("sines", ["sines"]), ("wavenet", ["wavenet", "sines"])):
         out = tmp_path / renderer
         assert main(["evaluate", "--model", str(tiny_spectral_checkpoint), "--data", str(two_domains), "--out", str(out),
                      "--clips", "1", "--seconds", "0.5", "--figures", "0", "--renderer", renderer]) == 0  # fmt: skip
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["renderer"] == renderer
+        assert metrics["renderers"] == expected and set(metrics["results"]) == set(expected)
         assert set(metrics["reconstruction"]["low"]) == {"nats", "bits", "gain_nats", "spectrum_l1", "gain_spectrum_l1"}
+    wavenet, sines = (metrics["results"][r]["chroma_similarity"]["low"]["high"] for r in expected)
+    assert wavenet != sines  # two renderings
+    assert " / " in (out / "report.md").read_text()
 
 
 def test_sines_need_a_spectral_model(tiny_checkpoint: Path, two_domains: Path, tmp_path: Path, capsys):

@@ -205,6 +205,7 @@ def _add_make_bench(commands) -> None:
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help="music21 corpus collection or composer (default: %(default)s)")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="longest excerpt per piece (default: %(default)s)")
     p.add_argument("--with-drums", action="store_true", help="add a General-MIDI drum part to every piece")
+    p.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 to render with (default: TimGM6mb.sf2 from pretty_midi)")
     p.add_argument(
         "--trait", choices=list(TRAITS),
         help="render trait pairs for `umt probe train` instead: every piece with the trait into OUT/with/<domain>/ and "
@@ -216,7 +217,7 @@ def _add_make_bench(commands) -> None:
 
 def _run_make_bench(args: argparse.Namespace) -> int:
     from umt.data.instruments import INSTRUMENTS, parse_instruments
-    from umt.data.make_bench import Settings, make_bench
+    from umt.data.make_bench import Settings, check_soundfont, make_bench
 
     if args.list_instruments:
         for name, inst in INSTRUMENTS.items():
@@ -227,7 +228,11 @@ def _run_make_bench(args: argparse.Namespace) -> int:
     if args.minutes <= 0 or args.clip_seconds <= 0:
         raise UserError("--minutes and --clip-seconds must be positive")
     domains = parse_instruments(args.domains)
-    settings = Settings(args.corpus, args.minutes, args.sample_rate, args.seed, args.clip_seconds, args.with_drums, args.trait or "")
+    soundfont = str(args.soundfont.resolve()) if args.soundfont else ""
+    if soundfont:
+        check_soundfont(soundfont)
+    settings = Settings(args.corpus, args.minutes, args.sample_rate, args.seed, args.clip_seconds, args.with_drums,
+                        args.trait or "", soundfont)  # fmt: skip
     pairing = make_bench(args.out, domains, settings, args.jobs)
     minutes = sum(p["seconds"] for p in pairing["pieces"]) / 60
     pairs = f", with and without {args.trait}" if args.trait else ""
@@ -294,6 +299,7 @@ def _add_train(commands) -> None:
         "checkpoint_every": dict(
             type=int, help="steps between saves of RUN/last.pt (Ctrl-C or SIGTERM also saves it; a kill -9 loses at most this many steps)"
         ),
+        "keep_every": dict(type=int, help="steps between snapshots kept as RUN/step<N>.pt, for curves over training time; 0 = none"),
         "audio_every": dict(type=int, help="steps between TensorBoard audio clips"),
         "log_every": dict(type=int, help="steps between log lines when not on a terminal"),
     }
@@ -437,16 +443,21 @@ def _add_judge(commands) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = actions.add_parser(
         "train",
-        help="train the judge on real audio of a prepared dataset",
-        description="Trains a small CNN on log-mel spectrograms of the train split and reports its accuracy on "
-        "real audio of the test split; writes OUT/judge.pt.",
+        help="train the judge on real audio of prepared datasets",
+        description="Trains a small CNN on log-mel spectrograms of the train split of every PREP (the same domains, "
+        "e.g. one corpus per soundfont) and reports its accuracy on real audio of each test split, and of "
+        "each --holdout corpus it never trained on; writes OUT/judge.pt.",
     )
-    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("prep", type=Path, metavar="PREP", nargs="+")
+    t.add_argument("--holdout", type=Path, action="append", default=[], metavar="PREP",
+                   help="a prepared corpus of the same domains to score on only (repeatable)")  # fmt: skip
     t.add_argument("--out", type=Path, required=True, help="folder for judge.pt")
     t.add_argument("--steps", type=int, default=600, help="(default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=8, help="crops per domain per step (default: %(default)s)")
     t.add_argument("--test-clips", type=int, default=64, help="test crops per domain (default: %(default)s)")
     t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
+    t.add_argument("--tilt-db", type=float, default=0.0,
+                   help="random spectral tilt of up to this many dB on training crops (default: %(default)s)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
     _device_flag(t)
     t.set_defaults(run=_run_judge_train)
@@ -457,12 +468,17 @@ def _run_judge_train(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.batch_size < 1 or args.test_clips < 1 or args.crop_seconds <= 0:
         raise UserError("--steps, --batch-size, --test-clips and --crop-seconds must be positive")
+    if args.tilt_db < 0:
+        raise UserError(f"--tilt-db {args.tilt_db:g}: must not be negative")
     scores = train_judge(
-        args.prep, args.out, args.steps, args.batch_size, args.seed, _device(args.device), args.test_clips,
-        args.crop_seconds,
-    )
-    per_domain = ", ".join(f"{d} {v:.3f}" for d, v in scores["per_domain_accuracy"].items())
-    print(f"judge test accuracy {scores['test_accuracy']:.3f} ({per_domain}); saved {args.out / 'judge.pt'}")
+        args.prep, args.out, steps=args.steps, batch_per_domain=args.batch_size, seed=args.seed, device=_device(args.device),
+        test_clips=args.test_clips, crop_seconds=args.crop_seconds, holdout=args.holdout, tilt_db=args.tilt_db,
+    )  # fmt: skip
+    for kind, corpora in (("test", scores["corpora"]), ("held-out", scores["holdout"])):
+        for root, s in corpora.items():
+            per_domain = ", ".join(f"{d} {v:.3f}" for d, v in s["per_domain_accuracy"].items())
+            print(f"judge accuracy on {kind} {root}: {s['test_accuracy']:.3f} ({per_domain})")
+    print(f"judge test accuracy {scores['test_accuracy']:.3f}; saved {args.out / 'judge.pt'}")
     return 0
 
 
@@ -494,7 +510,7 @@ def _add_evaluate(commands) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from umt.checkpoint import find_checkpoint, load_model
     from umt.data.manifest import Manifest
-    from umt.evaluate import evaluate
+    from umt.evaluate import evaluate, off_diagonal_means
     from umt.judge import TRUSTED_JUDGE, load_judge
     from umt.translator import Translator
 
@@ -522,12 +538,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if n < args.clips:
             print(f"note: {domain} has only {n} {args.split} clip(s) of {args.seconds:g} s (asked for {args.clips})")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
-    for key in ("target_accuracy", "chroma_similarity", "pitch_class_agreement", "spectrum_l1"):
-        if metrics[key] is not None:
-            d = metrics["domains"]
-            off = [metrics[key][s][t] for s in d for t in d if s != t and metrics[key][s][t] is not None]
-            if off:
-                print(f"mean {key.replace('_', ' ')} off the diagonal: {sum(off) / len(off):.3f}")
+    for renderer, means in off_diagonal_means(metrics).items():
+        shown = ", ".join(f"{key.replace('_', ' ')} {value:.3f}" for key, value in means.items() if value is not None)
+        print(f"off the diagonal, {renderer}: {shown}")
     return 0
 
 

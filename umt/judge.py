@@ -3,6 +3,12 @@
 A small CNN on log-mel spectrograms (nnAudio, so it runs on the GPU too), trained on real
 audio of the train split and scored on the test split. It decides which domain a
 translation sounds like; it is a fair judge only when its test accuracy on real audio is high.
+
+It hears the audio as it is (float samples, never through the mu-law coding a WaveNet may
+use, which would teach it that coding's hiss as part of every instrument), and it may train
+on several corpora of the same domains at once (the same pieces rendered through several
+soundfonts: `umt make-bench --soundfont`), so that it learns instruments rather than one
+soundfont's samples. Its accuracy on a corpus it never trained on (`holdout`) says whether it did.
 """
 
 from __future__ import annotations
@@ -16,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.audio import mu_law_decode
 from umt.checkpoint import load_checkpoint, save_checkpoint
-from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
-from umt.data.manifest import Manifest
+from umt.data.manifest import FileEntry, Manifest
 from umt.errors import UserError
 from umt.progress import Progress
 
@@ -33,6 +37,9 @@ class JudgeConfig:
     hop: int = 256
     channels: int = 32
     crop_seconds: float = 2.0
+    # training only: a random tilt of up to this many dB across the mel bands of each crop, so
+    # that a soundfont's overall brightness (or a room's, or a microphone's) is not a cue
+    tilt_db: float = 0.0
 
     @property
     def crop(self) -> int:
@@ -68,6 +75,9 @@ class Judge(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio [B, T] -> logits [B, domains]."""
         x = self.features(audio)
+        if self.training and self.cfg.tilt_db:
+            slope = (torch.rand(x.shape[0], 1, 1, device=x.device) * 2 - 1) * self.cfg.tilt_db * math.log(10) / 10
+            x = x + slope * torch.linspace(-0.5, 0.5, x.shape[1], device=x.device)[:, None]  # log power: dB * ln(10) / 10
         x = (x - x.mean(dim=(1, 2), keepdim=True)) / (x.std(dim=(1, 2), keepdim=True) + 1e-5)  # level-invariant
         x = self.net(x.unsqueeze(1))
         return self.head(x.mean(dim=(2, 3)))
@@ -88,35 +98,70 @@ class Judge(nn.Module):
         return np.array(guesses)
 
 
-def _real_audio(dataset: CropDataset, indices: range) -> torch.Tensor:
-    """Clean crops as floats, through mu-law like every translation the judge will hear."""
-    return torch.stack([mu_law_decode(dataset[i][1]) for i in indices])
+class RealCrops:
+    """Random crops of real audio (float32, as decoded) of one domain's split in one or more
+    corpora: files drawn in proportion to the crops they hold, positions uniform."""
+
+    def __init__(self, manifests: list[Manifest], domain: str, split: str, crop: int):
+        self.files: list[tuple[Manifest, FileEntry]] = [
+            (m, e) for m in manifests for e in m.entries(domain, split) if e.samples >= crop
+        ]
+        if not self.files:
+            roots = ", ".join(str(m.root) for m in manifests)
+            raise UserError(f"domain {domain!r}: no {split} file of at least {crop / manifests[0].sample_rate:g} s in {roots}")
+        self.crop = crop
+        self.weights = np.array([e.samples - crop + 1 for _, e in self.files], dtype=np.float64)
+        self.weights /= self.weights.sum()
+
+    def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """[count, crop] float32 crops."""
+        crops = []
+        for k in rng.choice(len(self.files), size=count, p=self.weights):
+            manifest, entry = self.files[k]
+            start = int(rng.integers(entry.samples - self.crop + 1))
+            crops.append(manifest.excerpt(entry, start, self.crop))
+        return np.stack(crops)
 
 
-def train_judge(prep: Path, out: Path, steps: int = 600, batch_per_domain: int = 8, seed: int = 0,
-                device: str | torch.device = "cpu", test_clips: int = 64, crop_seconds: float = 2.0) -> dict:  # fmt: skip
-    """Train on the train split, score on test-split crops, save out/judge.pt; returns the scores."""
-    manifest = Manifest.read(prep)
-    cfg = JudgeConfig(domains=list(manifest.domains), sample_rate=manifest.sample_rate, crop_seconds=crop_seconds)
-    crop = cfg.crop
+def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain: int = 8, seed: int = 0,
+                device: str | torch.device = "cpu", test_clips: int = 64, crop_seconds: float = 2.0,
+                holdout: list[Path] = (), tilt_db: float = 0.0) -> dict:  # fmt: skip
+    """Train on the train split of every corpus in `preps` (the same domains in each), score on
+    test-split crops of each and of every `holdout` corpus, save out/judge.pt; returns the scores."""
+    manifests = [Manifest.read(p) for p in preps]
+    held_out = [Manifest.read(p) for p in holdout]
+    first = manifests[0]
+    for m in manifests[1:] + held_out:
+        if m.sample_rate != first.sample_rate or not set(first.domains) <= set(m.domains):
+            raise UserError(f"{m.root}: every corpus needs the domains of {first.root} ({', '.join(first.domains)}) "
+                            f"at {first.sample_rate} Hz")  # fmt: skip
+    cfg = JudgeConfig(domains=list(first.domains), sample_rate=first.sample_rate, crop_seconds=crop_seconds, tilt_db=tilt_db)
     shortest = 16 * cfg.hop  # four 2x poolings need 16 spectrogram frames
-    if crop < shortest:
+    if cfg.crop < shortest:
         raise UserError(f"--crop-seconds {crop_seconds:g}: the judge needs at least {shortest / cfg.sample_rate:.2f} s")
     torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     judge = Judge(cfg).to(device)
     optimizer = torch.optim.Adam(judge.parameters(), lr=1e-3)
-    train = MultiDomainCrops([CropDataset(manifest, d, "train", crop, augment=False, seed=seed) for d in cfg.domains])
-    labels = torch.arange(len(cfg.domains), device=device).repeat(batch_per_domain)
+    train = [RealCrops(manifests, d, "train", cfg.crop) for d in cfg.domains]
+    labels = torch.arange(len(cfg.domains), device=device).repeat_interleave(batch_per_domain)
     judge.train()
     with Progress(steps, "judge", "step") as progress:
-        for _, targets in crop_loader(train, batch_per_domain, steps=steps):
-            audio = mu_law_decode(targets.flatten(0, 1)).to(device)  # [B * D, crop], domains interleaved
+        for _ in range(steps):
+            audio = torch.from_numpy(np.concatenate([crops.sample(batch_per_domain, rng) for crops in train])).to(device)
             loss = F.cross_entropy(judge(audio), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             progress.update()
-    scores = score_judge(judge, manifest, "test", test_clips, seed)
+    per_corpus = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in manifests}
+    per_holdout = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in held_out}
+    scores = {
+        "test_accuracy": float(np.mean([s["test_accuracy"] for s in per_corpus.values()])),
+        "per_domain_accuracy": {d: float(np.mean([s["per_domain_accuracy"][d] for s in per_corpus.values()])) for d in cfg.domains},
+        "corpora": per_corpus,
+        "holdout": per_holdout,
+    }
     save_checkpoint(out / "judge.pt", {"kind": "umt-judge", "config": asdict(cfg), "model": judge.state_dict(), **scores})
     return scores
 
@@ -124,10 +169,9 @@ def train_judge(prep: Path, out: Path, steps: int = 600, batch_per_domain: int =
 def score_judge(judge: Judge, manifest: Manifest, split: str, clips: int, seed: int) -> dict:
     """Accuracy of the judge on `clips` crops per domain of real audio from `split`."""
     per_domain = {}
-    for index, domain in enumerate(judge.cfg.domains):  # CropDataset refuses a split with no file that long
-        dataset = CropDataset(manifest, domain, split, judge.cfg.crop, augment=False, seed=seed + 1)
-        audio = _real_audio(dataset, range(clips))
-        per_domain[domain] = float((judge.classify(list(audio.numpy())) == index).mean())
+    for index, domain in enumerate(judge.cfg.domains):
+        audio = RealCrops([manifest], domain, split, judge.cfg.crop).sample(clips, np.random.default_rng(seed + 1))
+        per_domain[domain] = float((judge.classify(list(audio)) == index).mean())
     return {"test_accuracy": float(np.mean(list(per_domain.values()))), "per_domain_accuracy": per_domain}
 
 

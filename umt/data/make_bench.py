@@ -1,8 +1,11 @@
 """`umt make-bench OUT`: render a paired benchmark corpus from music21's bundled scores.
 
-Every chosen piece is rendered through the General-MIDI soundfont that ships with
-pretty_midi (TimGM6mb.sf2) once per instrument, so OUT/<domain>/<piece>.flac holds the
-same notes, timing and dynamics in every domain: ground truth for translation. Each
+Every chosen piece is rendered through a General-MIDI soundfont (by default TimGM6mb.sf2,
+which ships with pretty_midi; --soundfont takes any other .sf2) once per instrument, so
+OUT/<domain>/<piece>.flac holds the same notes, timing and dynamics in every domain: ground
+truth for translation. The same settings with another soundfont give the same notes played by
+other samples of each instrument: audio to train a judge that hears instruments, not a
+soundfont, and to test a model on instruments it never heard. Each
 piece gets a light seeded variation (tempo, transposition, velocity) that is shared by
 all domains; each instrument then plays it in the octave that best fits its range
 (octave moves keep the chroma, so pairs stay comparable).
@@ -86,6 +89,7 @@ class Settings:
     # "" for the corpus itself; a trait of TRAITS renders every piece twice, with the trait
     # (OUT/with/<domain>/) and without it (OUT/without/<domain>/), for `umt probe train`
     trait: str = ""
+    soundfont: str = ""  # path of the .sf2; "" = pretty_midi's TimGM6mb.sf2
 
 
 # ---------------------------------------------------------------- trait pairs (SMITIN probes)
@@ -271,25 +275,42 @@ def _split_overlaps(notes: np.ndarray) -> np.ndarray:
     return notes[notes["end"] > notes["start"]]
 
 
-@functools.lru_cache(maxsize=1)
-def _soundfont_bytes() -> bytes:
+def default_soundfont() -> Path:
     import pretty_midi
 
-    return (Path(pretty_midi.__file__).parent / "TimGM6mb.sf2").read_bytes()
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
-def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = "", side: str = "") -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def _soundfont_bytes(path: str) -> bytes:
+    return Path(path or default_soundfont()).read_bytes()
+
+
+def check_soundfont(path: str) -> None:
+    """Refuse a soundfont file that is missing or that the synthesiser cannot read."""
+    import tinysoundfont
+
+    if not Path(path).is_file():
+        raise UserError(f"--soundfont {path}: no such file")
+    try:
+        tinysoundfont.Synth(samplerate=RENDER_RATE).sfload(_soundfont_bytes(path))
+    except Exception as exc:  # the binding raises plain Exceptions for unreadable files
+        raise UserError(f"--soundfont {path}: not a soundfont the synthesiser reads ({exc})") from None
+
+
+def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = "", side: str = "", soundfont: str = "") -> np.ndarray:
     """Synthesise the piece on one instrument: mono float32 at `sample_rate`, -1 dBFS peak
-    (one side of a trait pair, if a trait is given)."""
+    (one side of a trait pair, if a trait is given), through `soundfont` ("" = TimGM6mb)."""
     try:
         import tinysoundfont
     except ImportError:
         raise UserError("make-bench needs tinysoundfont: pip install --no-deps tinysoundfont") from None
 
     synth = tinysoundfont.Synth(samplerate=RENDER_RATE)
-    font = synth.sfload(_soundfont_bytes())
+    font = synth.sfload(_soundfont_bytes(soundfont))
     synth.program_select(0, font, 0, instrument.program)
-    synth.program_select(DRUM_CHANNEL, font, 128, 0, True)
+    if len(piece.drums):
+        synth.program_select(DRUM_CHANNEL, font, 128, 0, True)
 
     events = []  # (sample, on?, channel, key, velocity); note-offs sort before note-ons
     placed = place_in_range(piece.notes, instrument)
@@ -318,8 +339,8 @@ def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = 
     return audio * (PEAK / peak) if peak > 0 else audio
 
 
-def _render_file(piece: Piece, domain: str, path: Path, sample_rate: int, trait: str, side: str) -> None:
-    write_audio(path, render(piece, INSTRUMENTS[domain], sample_rate, trait, side), sample_rate)
+def _render_file(piece: Piece, domain: str, path: Path, sample_rate: int, trait: str, side: str, soundfont: str) -> None:
+    write_audio(path, render(piece, INSTRUMENTS[domain], sample_rate, trait, side, soundfont), sample_rate)
 
 
 # ---------------------------------------------------------------- the command
@@ -331,7 +352,7 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
     earlier_domains: list[str] = []
     if pairing_path.is_file():  # finish an interrupted run, or add domains to a finished one
         previous = json.loads(pairing_path.read_text())
-        if {"trait": "", **previous.get("settings", {})} != asdict(settings):  # corpora made before --trait lack it
+        if {"trait": "", "soundfont": "", **previous.get("settings", {})} != asdict(settings):  # older corpora lack these
             raise UserError(f"{out}: holds a corpus made with other settings {previous.get('settings')}; use a new folder")
         earlier_domains = previous["domains"]
     pieces = choose_pieces(settings, jobs)
@@ -345,7 +366,7 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
 
     folders = [(out / side, side) for side in SIDES] if settings.trait else [(out, "")]
     todo = [
-        (piece, domain, folder / domain / f"{piece.name}.flac", settings.sample_rate, settings.trait, side)
+        (piece, domain, folder / domain / f"{piece.name}.flac", settings.sample_rate, settings.trait, side, settings.soundfont)
         for folder, side in folders
         for piece in pieces
         for domain in domains
