@@ -4,6 +4,7 @@
     python bench/generate.py --preset paper --batch 32 --seconds 1
     python bench/generate.py --preset small --batch 256 --seconds 1 --baseline
     python bench/generate.py --preset spectral --batch 30 --seconds 1   # the renderer, with its excitation
+    python bench/generate.py --preset spectral --batch 30 --seconds 1 --output logistic   # another output (umt.outputs)
 
 Counts every batch row: samples_per_s = batch * seconds * sample_rate / wall time, printed
 as the last line. Also prints the arithmetic rate against a measured matmul peak of this
@@ -77,6 +78,9 @@ def bf16_agreement(decoder, latent: torch.Tensor, pool: int, excitation: torch.T
     return f"bf16 vs fp32 on the same inputs: mean KL {kl / n:.2e} nats, argmax agreement {100 * agree / n:.1f}%, max |logit diff| {worst:.3f}"
 
 
+OUTPUTS = {"mulaw8": {}, "mulaw10": {"mulaw_bits": 10}, "logistic": {"sample_output": "logistic"}}  # ModelConfig settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper", choices=list(PRESETS))
@@ -87,13 +91,14 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also time the naive recompute-everything loop")
     parser.add_argument("--baseline-steps", type=int, default=3, help="samples the naive loop generates (batch 1)")
     parser.add_argument("--check-bf16", action="store_true", help="compare bf16 with fp32 output distributions")
+    parser.add_argument("--output", choices=list(OUTPUTS), default="mulaw8", help="what the WaveNet predicts (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     torch.manual_seed(0)
-    cfg = preset(args.preset, ["bench"])
+    cfg = preset(args.preset, ["bench"], **OUTPUTS[args.output])
     decoder = UMT(cfg).decoders["bench"]
     decoder = (decoder.renderer if cfg.spectral else decoder).to(device).eval()  # a spectral decoder's WaveNet
     frames = max(1, round(args.seconds * cfg.sample_rate / cfg.pool))
@@ -114,7 +119,7 @@ def main() -> None:
     achieved = rate * packed.flops_per_sample
     print(f"device: {where}; preset {args.preset}, decoder receptive field {cfg.decoder_receptive_field} samples")
     print(
-        f"incremental: batch {args.batch} x {frames * cfg.pool} samples, {args.precision}, {streams} stream(s): "
+        f"incremental: batch {args.batch} x {frames * cfg.pool} samples, {args.output} output, {args.precision}, {streams} stream(s): "
         f"{rate:,.0f} samples/s = {rate / cfg.sample_rate:.2f}x real time"
     )
     print(
