@@ -86,8 +86,8 @@ def paired_clip(manifest: Manifest, clip: Clip, domain: str, samples: int) -> Cl
 
 
 class Scorer:
-    """Every measure of a set of clips against their references, for one target domain; the
-    references' pitch tracks and transcriptions are computed once."""
+    """Every measure of a set of clips against their references; the pitch tracks and
+    transcriptions of real clips (references, inputs) are computed once."""
 
     def __init__(self, rate: int, judge: Judge | None, paired: bool, real_floor: dict[str, float | None]):
         self.rate, self.judge, self.paired, self.real_floor = rate, judge, paired, real_floor
@@ -188,6 +188,7 @@ def evaluate(
         for source in domains:
             inputs = by_domain[source]
             latents = [translator.encode(c.audio) for c in inputs]
+            input_levels = [translator.levels(c.audio) for c in inputs] if paired and spectral else []
             for target in domains:
                 references = [paired_clip(manifest, c, target, samples) if paired else c for c in inputs]
                 kept = [i for i, r in enumerate(references) if r is not None]
@@ -200,11 +201,12 @@ def evaluate(
                     _store(results[renderer], source, target, scorer.score(rendered[renderer], refs, target) if kept else {})
                 _store(identity, source, target, scorer.score([inputs[i].audio for i in kept], refs, target, own=[inputs[i] for i in kept]))
                 if paired and spectral and kept:  # the frame network alone: its predicted spectrum against the truth's
+                    truths = [translator.levels(r.audio) for r in refs]
                     spectrum_l1.setdefault(source, {})[target] = _mean(
-                        _l1(translator.spectrum(latents[i], target), translator.levels(r.audio)) for i, r in zip(kept, refs)
+                        _l1(translator.spectrum(latents[i], target), truth) for i, truth in zip(kept, truths)
                     )
                     identity.setdefault("spectrum_l1", {}).setdefault(source, {})[target] = _mean(
-                        _l1(translator.levels(inputs[i].audio), translator.levels(r.audio)) for i, r in zip(kept, refs)
+                        _l1(input_levels[i], truth) for i, truth in zip(kept, truths)
                     )
                 if source != target and sum(e[0].source == source for e in examples) < figures and kept:
                     examples.append((inputs[kept[0]], target, rendered[renderers[0]][0], refs[0] if paired else None))
