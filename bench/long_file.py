@@ -3,6 +3,7 @@
 
     python bench/long_file.py --preset small --minutes 10
     python bench/long_file.py --preset spectral --minutes 0.5 --to 1   # 30 s into one domain
+    python bench/long_file.py --preset spectral --minutes 1 10 60 --renderer sines   # the front end alone
 
 Builds an untrained model of the preset (speed and memory do not depend on the weights),
 writes a test recording of the given length (a chord with vibrato), translates it with the
@@ -12,7 +13,6 @@ real command and prints wall time, real-time factor and peak resident memory.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,31 +31,40 @@ from umt.presets import preset
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10.0], help="one run per length")
+    parser.add_argument("--renderer", choices=["wavenet", "sines"], default="wavenet")
     parser.add_argument("--batch-size", type=int, help="chunks decoded at once (default: translate's own choice)")
     parser.add_argument("--to", type=int, default=1, help="target domains (default: %(default)s)")
     args = parser.parse_args()
 
+    print(f"preset {args.preset}, renderer {args.renderer}, into {args.to} domain(s), batch {args.batch_size or 'automatic'}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    for minutes in args.minutes:
+        run(args, minutes)
+
+
+def run(args: argparse.Namespace, minutes: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = preset(args.preset, [f"target{i}" for i in range(args.to)])
         save_checkpoint(root / "model.pt", {"config": cfg.to_dict(), "model": UMT(cfg).state_dict()})
-        t = np.arange(int(args.minutes * 60 * cfg.sample_rate)) / cfg.sample_rate
+        t = np.arange(int(minutes * 60 * cfg.sample_rate)) / cfg.sample_rate
         audio = sum(0.2 * np.sin(2 * np.pi * f * t + 3 * np.sin(2 * np.pi * 5 * t)) for f in (220, 277, 330))
         sf.write(root / "long.flac", audio.astype(np.float32), cfg.sample_rate)
-        command = [sys.executable, "-m", "umt", "translate", "--model", str(root / "model.pt"),
-                   str(root / "long.flac"), "-o", str(root / "out")]  # fmt: skip
+        del t, audio
+        command = [sys.executable, "-m", "umt", "translate", "--model", str(root / "model.pt"), str(root / "long.flac"),
+                   "-o", str(root / "out"), "--renderer", args.renderer]  # fmt: skip
         if args.batch_size:
             command += ["--batch-size", str(args.batch_size)]
         start = time.perf_counter()
-        subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+        # each run in its own process, measured by a wrapper that reports that process's own peak
+        probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); " \
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        peak_kb = int(subprocess.run([sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True).stdout)
         seconds = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         out = sf.info(root / "out" / "target0" / "long.wav")
-    batch = args.batch_size or "automatic"
-    print(f"preset {args.preset}, {args.minutes:g} min input into {args.to} domain(s), batch {batch}, {torch.get_num_threads()} threads")
-    print(f"output {out.duration:.2f} s; wall {seconds:.1f} s = {args.minutes * 60 / seconds:.2f}x real time")
-    print(f"peak_rss_mb={peak_mb:.0f}")
+    print(f"{minutes:g} min: output {out.duration:.2f} s; wall {seconds:.1f} s = {minutes * 60 / seconds:.2f}x real time; "
+          f"peak_rss_mb={peak_kb / 1024:.0f}", flush=True)
 
 
 if __name__ == "__main__":

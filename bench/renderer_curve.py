@@ -93,7 +93,7 @@ def main() -> None:
             for temperature in args.temperature:
                 tic = time.perf_counter()
                 codes = generate(packed, levels, temperature, excitation=excitation)
-                audio = model.waveform(packed.output.decode(codes), excitation).numpy()
+                audio = model.waveform(packed.output.decode(codes), excitation.sum(-1)).numpy()
                 rows.append(("wavenet", f"{temperature:g}", audio, time.perf_counter() - tic))
             for name, temperature, rendered, seconds in rows:
                 s = scores(rendered, clips[d], rate, judge, index, tracks[d])

@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from conftest import tone
-from umt.audio import AudioError, load_audio, mu_law_decode, mu_law_encode, write_audio
+from umt.audio import AudioError, audio_files, load_audio, mu_law_decode, mu_law_encode, write_audio
 from umt.fileio import atomic_path
 
 
@@ -82,3 +82,70 @@ def test_undecodable_files_raise_one_clear_error(tmp_path: Path):
         load_audio(empty)
     with pytest.raises(AudioError, match="no such file"):
         load_audio(tmp_path / "missing.wav")
+
+
+def test_non_finite_samples_are_refused_with_their_time_or_zeroed_on_request(tmp_path: Path):
+    audio = tone(2.0).astype(np.float32)
+    audio[24000:24100] = np.nan
+    audio[30000] = np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan\.wav: 101 non-finite sample\(s\) .* the first at 1\.500 s"):
+        load_audio(path)
+    notes = []
+    fixed = load_audio(path, zero_nonfinite=True, note=notes.append)
+    assert np.isfinite(fixed).all() and np.abs(fixed).max() <= 1.0
+    assert len(notes) == 1 and "set to 0" in notes[0]
+
+
+def test_dc_is_removed_and_audio_above_full_scale_is_scaled_not_clipped(tmp_path: Path):
+    notes = []
+    sf.write(tmp_path / "dc.wav", np.full(16000, 0.5, np.float32), 16000, subtype="FLOAT")
+    assert np.abs(load_audio(tmp_path / "dc.wav", note=notes.append)).max() < 1e-3  # a constant offset: silence
+    assert "DC offset of +0.500" in notes[0]
+    loud = (40 * tone(1.0)).astype(np.float32)  # 32 dB above full scale
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    back = load_audio(tmp_path / "loud.wav", note=notes.append)
+    assert np.abs(back).max() == pytest.approx(1.0, abs=0.02) and "above full scale: scaled down" in notes[1]
+    np.testing.assert_allclose(back[4000:12000], loud[4000:12000] * back.max() / loud.max(), atol=2e-3)  # undistorted
+    clean = tone(1.0)
+    sf.write(tmp_path / "clean.wav", clean, 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(tmp_path / "clean.wav", note=notes.append), clean, atol=2e-3)
+    assert len(notes) == 2  # nothing to report on clean audio
+
+
+def test_non_finite_audio_is_never_written_and_loud_audio_is_scaled(tmp_path: Path):
+    bad = tone(0.5).astype(np.float32)
+    bad[10] = np.nan
+    with pytest.raises(AudioError, match="non-finite"):
+        write_audio(tmp_path / "bad.wav", bad, 16000)
+    assert not list(tmp_path.iterdir())
+    notes = []
+    write_audio(tmp_path / "loud.wav", 3 * tone(0.5), 16000, notes.append)
+    assert np.abs(sf.read(tmp_path / "loud.wav")[0]).max() < 1.0 and "output peaks 3.5 dB above full scale" in notes[0]
+
+
+def test_entries_that_cannot_be_read_are_listed(tmp_path: Path):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    os.mkfifo(folder / "pipe.wav")
+    (folder / "locked").mkdir()
+    (folder / "locked" / "x.wav").write_bytes(b"")
+    (folder / "locked").chmod(0)
+    try:
+        unreadable = []
+        found = audio_files(folder, unreadable)
+        if os.geteuid() == 0:  # root lists any folder
+            assert sorted(p.name for p in found) == ["gone.wav", "pipe.wav", "x.wav"] and not unreadable
+        else:
+            assert [p.name for p in found] == ["gone.wav", "pipe.wav"]
+            assert unreadable == [(folder / "locked", "cannot list the folder (Permission denied)")]
+        with pytest.raises(AudioError, match="gone.wav: a dangling symbolic link"):
+            load_audio(folder / "gone.wav")
+        with pytest.raises(AudioError, match="pipe.wav: not a regular file"):
+            load_audio(folder / "pipe.wav")  # refused at once: opening a fifo would block
+    finally:
+        (folder / "locked").chmod(0o755)

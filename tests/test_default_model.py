@@ -97,3 +97,26 @@ def test_chunk_joins_of_the_default_model_are_level(tmp_path: Path):
         joins = np.arange(step, n - 1, step)
         dips = np.array([own[j - 1 : j + 1].mean() - other[j - 1 : j + 1].mean() for j in joins])
         assert abs(dips.mean()) < 1.0 and dips.min() > -3.0, dips.round(1)
+
+
+def test_export_stores_each_domains_sampling_and_translation_uses_it(tmp_path: Path, tiny_spectral_checkpoint: Path, capsys):
+    import json
+
+    from umt.checkpoint import load_model
+    from umt.translator import Sampling, Translator
+
+    choice = tmp_path / "sampling.json"
+    choice.write_text(json.dumps({"low": {"temperature": 0.0, "flutter": 0.5}}))
+    assert main(["export", str(tiny_spectral_checkpoint), str(tmp_path / "m.pt"), "--sampling", str(choice)]) == 0
+    model = load_model(tmp_path / "m.pt")
+    device = torch.device("cpu")
+    assert Translator(model, device).sampling == {"low": Sampling(0.0, 0.5), "high": Sampling(1.0, 1.0)}
+    assert Translator(model, device, temperature=0.7).sampling == {"low": Sampling(0.7, 0.5), "high": Sampling(0.7, 1.0)}
+    choice.write_text(json.dumps({"middle": {"temperature": 0.0}}))
+    assert main(["export", str(tiny_spectral_checkpoint), str(tmp_path / "m.pt"), "--sampling", str(choice)]) == 2
+    assert "--sampling: expected" in capsys.readouterr().err
+    choice.write_text("{not json")
+    assert main(["export", str(tiny_spectral_checkpoint), str(tmp_path / "m.pt"), "--sampling", str(choice)]) == 2
+    assert "cannot read it as JSON" in capsys.readouterr().err
+    assert main(["translate", str(EXAMPLE_CLIP), "--model", str(tmp_path / "m.pt"), "--temperature", "-1", "-o", str(tmp_path / "o")]) == 2
+    assert "--temperature -1: must not be negative" in capsys.readouterr().err

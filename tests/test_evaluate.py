@@ -60,7 +60,7 @@ def test_basic_pitch_transcribes_offline_and_onset_f1_matches_notes():
 
 
 METRICS_KEYS = {  # documented in the README, section Evaluation
-    "model_domains", "domains", "paired", "clips_per_domain", "seconds", "temperature", "renderers", "latent", "results",
+    "model_domains", "domains", "paired", "clips_per_domain", "seconds", "sampling", "renderers", "latent", "results",
     "summary", "identity", "spectrum_l1", "real", "judge_test_accuracy", "can_fail", "reconstruction", "split",
 }  # fmt: skip
 

@@ -82,6 +82,19 @@ def test_windowed_encoding_equals_whole_file_encoding():
         torch.testing.assert_close(encode_long(model, audio, window), whole, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 5])
+def test_windowed_encoding_over_the_spectrum_equals_whole_file_encoding(stride):
+    torch.manual_seed(0)
+    cfg = preset("tiny-spectral", ["a"], latent_stride=stride, encoder_input="spectrum")
+    model = UMT(cfg).eval()
+    audio = (torch.rand(300 * cfg.pool) - 0.5) * torch.linspace(0, 1, 300 * cfg.pool)
+    with torch.no_grad():
+        whole = model.encode(mu_law_encode(audio).unsqueeze(0))[0]
+    assert whole.shape[0] == -(-301 // stride)
+    for window in (7, 13, 100):
+        torch.testing.assert_close(encode_long(model, audio, window), whole, rtol=0, atol=1e-4)
+
+
 def test_chunks_join_like_an_unchunked_run():
     """With a decoder whose output depends only on the latent (no input embedding, greedy),
     the chunked translation equals a single-chunk run except in the crossfades."""

@@ -123,3 +123,22 @@ def test_help(argv, capsys):
     if argv == ["--help"]:
         out = capsys.readouterr().out
         assert "prepare" in out and "make-bench" in out
+
+
+def test_two_prepares_into_one_folder_give_the_manifest_of_one(messy_source: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    argv = lambda out: [sys.executable, "-m", "umt", "prepare", str(messy_source), str(out)]  # noqa: E731
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(argv(tmp_path / "alone"), env=env, capture_output=True).returncode == 0
+    jobs = [subprocess.Popen(argv(tmp_path / "shared"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    for job in jobs:
+        _, err = job.communicate(timeout=300)
+        assert job.returncode == 0 and "Traceback" not in err, err
+    alone, shared = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("alone", "shared"))
+    assert shared["files"] == alone["files"] and shared["skipped"] == alone["skipped"]
+    arrays = lambda name: sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*.npy"))  # noqa: E731
+    assert arrays("shared") == arrays("alone") and not list((tmp_path / "shared").rglob(".*.tmp"))

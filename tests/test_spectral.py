@@ -215,6 +215,64 @@ def test_the_spectrum_loss_falls_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_flutter_is_the_movement_about_a_moving_average_and_is_drawn_back_bounded():
+    steady = torch.full((1, 30, 4), 0.5)
+    ramp = torch.linspace(0.2, 0.8, 30)[None, :, None].expand(1, 30, 4)
+    assert spectral.flutter(steady).abs().max() < 1e-6
+    assert spectral.flutter(ramp)[:, 2:-2].abs().max() < 1e-6  # a slow movement is no flutter
+    alternating = 0.5 + 0.05 * (-1.0) ** torch.arange(30)[None, :, None].expand(1, 30, 4)
+    assert spectral.flutter(alternating)[:, 2:-2].abs().mean() > 0.04
+
+    levels = torch.rand(200, 48) * 0.8
+    levels[:, :8] = 0.0  # silent bins stay silent
+    scale = torch.full_like(levels, 0.02)
+    assert torch.equal(spectral.add_flutter(levels, scale, 0.0), levels)
+    drawn = spectral.add_flutter(levels, scale, 1.5, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, spectral.add_flutter(levels, scale, 1.5, torch.Generator().manual_seed(0)))
+    moved = (drawn - levels)[:, 8:]
+    assert torch.equal(drawn[:, :8], levels[:, :8]) and (drawn >= 0).all()
+    assert moved.abs().max() <= spectral.FLUTTER_TAIL * 1.5 * 0.02 + 1e-6
+    assert moved.abs().mean().item() == pytest.approx(1.5 * 0.02, rel=0.1)  # a Laplace draw's mean size is its scale
+
+
+def test_the_flutter_head_learns_the_size_of_its_targets_flutter():
+    model = tiny_spectral(spectrum_flutter=True)
+    batch = spectral_batch(model)
+    del batch["audio"]
+    heads = [p for n, p in model.named_parameters() if ".flutter_out." in n]
+    optimizer = torch.optim.Adam(heads, lr=3e-2)
+    for _ in range(80):
+        loss = model(batch, ["a"]).losses["flutter/a"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    _, scale = model.decoders["a"].spectrum_and_flutter(model.latent(batch["levels_in"][0]), batch["levels"].shape[2])
+    target = spectral.flutter(batch["levels"][0]).abs().mean().item()  # the maximum-likelihood Laplace scale
+    assert scale.mean().item() == pytest.approx(target, rel=0.25)
+
+
+def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translation(two_domains, tiny_spectral_checkpoint, tmp_path):
+    from umt.checkpoint import load_checkpoint, load_model
+    from umt.train import train
+    from umt.translator import Translator
+
+    out = tmp_path / "flutter"
+    options = dict(steps=2, val_every=2, val_items=2, render_batch_size=0, crop=1600, model_overrides={"spectrum_flutter": True})
+    train(two_domains, out, options, "cpu", base=tiny_spectral_checkpoint)
+    before, after = load_checkpoint(tiny_spectral_checkpoint)["model"], load_checkpoint(out / "last.pt")
+    assert after["train"]["flutter_only"] and all(torch.equal(before[k], after["model"][k]) for k in before)
+    assert {k for k in after["model"] if k not in before} == {f"decoders.{d}.flutter_out.{p}" for d in ("low", "high")
+                                                              for p in ("weight", "bias")}  # fmt: skip
+
+    audio = (np.sin(np.arange(SR) / SR * 2 * np.pi * 220) * 0.5).astype(np.float32)
+    base = Translator(load_model(tiny_spectral_checkpoint), torch.device("cpu"), renderer="sines")
+    render = lambda translator: translator.decode([translator.encode(audio)], [audio.size], "high", ["x"])[0]  # noqa: E731
+    fluttered = [Translator(load_model(out / "last.pt"), torch.device("cpu"), renderer="sines", flutter=f) for f in (0.0, 1.0)]
+    assert np.array_equal(render(fluttered[0]), render(base))  # no flutter: the median spectrum, as before
+    drawn = render(fluttered[1])
+    assert not np.array_equal(drawn, render(base)) and np.array_equal(drawn, render(fluttered[1]))  # seeded
+
+
 def test_chroma_distance_ignores_octave_and_loudness_and_reads_only_sounding_frames():
     bins = 72
     amp = torch.zeros(1, 3, bins)
@@ -313,7 +371,7 @@ def test_a_residual_renderer_models_the_audio_minus_its_excitation(output, toler
     targets = model.render_targets(audio, excitation, "a")  # quantised once: no coarser than one step of the output
     decode = model.decoders["a"].renderer.output.decode
     torch.testing.assert_close(decode(targets), audio - excitation.sum(-1), atol=tolerance, rtol=0)
-    torch.testing.assert_close(model.waveform(decode(targets), excitation), audio, atol=tolerance, rtol=0)
+    torch.testing.assert_close(model.waveform(decode(targets), excitation.sum(-1)), audio, atol=tolerance, rtol=0)
 
 
 def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_path):
@@ -337,3 +395,15 @@ def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_pat
     latent = translator.encode(audio)
     assert latent.shape[0] == -(-(SR // HOP + 1) // 5)  # 101 frames -> 21 latent frames of 5
     assert translator.decode([latent], [audio.size], "high", ["x"])[0].shape == audio.shape
+
+
+def test_oscillators_synthesise_any_window_of_the_whole_excitation():
+    freqs = spectral.bin_frequencies(36, 72)
+    torch.manual_seed(3)
+    amp = spectral.peaks(torch.rand(40, 72) * (torch.rand(40, 72) > 0.9))
+    whole_phase = spectral.free_phases(40, 1, freqs, HOP, SR, torch.Generator().manual_seed(5))
+    whole = spectral.excitation(amp[None], whole_phase, freqs, HOP, SR)[0]  # [39 * HOP, bands]
+    bank = spectral.Oscillators(amp, freqs, HOP, SR, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(torch.cat([bank.window(0, 17), bank.window(17, 39)]), whole, atol=2e-5, rtol=0)
+    assert bank.window(-3, -1).abs().max() == 0 and bank.window(40, 44).abs().max() == 0  # silence beyond the ends
+    torch.testing.assert_close(bank.audio(39 * HOP - 7), whole.sum(-1)[:-7], atol=2e-5, rtol=0)

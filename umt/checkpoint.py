@@ -87,12 +87,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
 
 
 def export_model(
-    source: Path, target: Path, renderers_from: Path | None = None, lms: list[Path] = ()
+    source: Path, target: Path, renderers_from: Path | None = None, lms: list[Path] = (), sampling: dict | None = None
 ) -> tuple[Path, dict[str, Any]]:
     """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
     sharing or shipping; into target/<source name> when target is a folder. Returns what was written.
 
-    lms: token LMs (`umt lm train` runs) the model carries, by mode, for `umt generate`.
+    lms: token LMs (`umt lm train` runs, or models that carry some) the model carries, by mode,
+    for `umt generate`.
+
+    sampling: how translation renders each domain by default ({domain: {"temperature": T,
+    "flutter": F}}, ModelConfig.sampling), replacing the source's.
 
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
     halves of the spectral recipe trained in separate processes, one per core), with their own
@@ -114,11 +118,18 @@ def export_model(
         model = joined
         extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
     for path in lms:
-        lm_state = load_lm_state(path)
-        if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (model.cfg.codebooks, model.cfg.codebook_size):
-            raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
-        keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
-        extra.setdefault("lm", {})[lm_state["config"]["mode"]] = {k: v for k, v in lm_state.items() if k in keep}
+        carried = load_checkpoint(path).get("lm")
+        for lm_state in carried.values() if carried else [load_lm_state(path)]:
+            if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (model.cfg.codebooks, model.cfg.codebook_size):
+                raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
+            keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
+            extra.setdefault("lm", {})[lm_state["config"]["mode"]] = {k: v for k, v in lm_state.items() if k in keep}
+    if sampling is not None:
+        unknown = [d for d in sampling if d not in model.cfg.domains]
+        fields = {"temperature", "flutter"}
+        if unknown or not all(isinstance(v, dict) and set(v) <= fields for v in sampling.values()):
+            raise UserError(f"--sampling: expected {{domain: {{temperature, flutter}}}} for the domains {', '.join(model.cfg.domains)}")
+        model.cfg.sampling = sampling
     model_only = {"config": model.cfg.to_dict(), "model": model.state_dict(), "step": state.get("step"),
                   "train": state.get("train"), **extra}  # fmt: skip
     save_checkpoint(target, model_only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -75,8 +76,17 @@ def _device_flag(parser: argparse.ArgumentParser) -> None:
 
 def _temperature_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--temperature", type=float, default=1.0,
-        help="sampling temperature; 0 = greedy (default: %(default)s, chosen with umt evaluate on the default model)",
+        "--temperature", type=float,
+        help="the WaveNets' sampling temperature, every domain; 0 = the likeliest value (default: the model's own choice "
+        "per domain, else 1)",
+    )  # fmt: skip
+
+
+def _flutter_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--flutter", type=float,
+        help="spectral models with flutter heads: how much of the frame-to-frame flutter they predict is drawn onto "
+        "the spectrum, every domain; 0 = the median spectrum, smooth (default: the model's own choice per domain, else 1)",
     )  # fmt: skip
 
 
@@ -373,11 +383,14 @@ def _add_translate(commands) -> None:
         help="seconds of audio a chunk holds; chunks are decoded in parallel (default: %(default)s)",
     )  # fmt: skip
     _temperature_flag(p)
+    _flutter_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
     _tokens_flag(p)
     _steer_flags(p)
     p.add_argument("--format", choices=["wav", "flac"], default="wav", help="output format (default: %(default)s)")
+    p.add_argument("--zero-nonfinite", action="store_true",
+                   help="set NaN and infinite input samples to 0 (and report them) instead of refusing the file")  # fmt: skip
     p.add_argument("--sample-rate", type=int, help="resample the outputs to this rate (soxr; default: the model's)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--shard", default="0/1", help="I/N: translate only shard I (from 0) of N (default: %(default)s)")
@@ -415,20 +428,23 @@ def _run_translate(args: argparse.Namespace) -> int:
         raise UserError(f"--to: unknown domain {', '.join(unknown)}; {args.model} has {', '.join(domains)}")
     if not args.inputs or args.out is None:
         raise UserError("give one or more INPUT files or folders and -o OUT")
-    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0 or args.temperature < 0:
-        raise UserError("--batch-size and --chunk-seconds must be positive, --temperature not negative")
+    if (args.batch_size is not None and args.batch_size < 1) or args.chunk_seconds <= 0:
+        raise UserError("--batch-size and --chunk-seconds must be positive")
     if args.sample_rate is not None and not 1000 <= args.sample_rate <= 384000:
         raise UserError(f"--sample-rate {args.sample_rate}: choose a rate between 1000 and 384000 Hz")
     index, count = parse_shard(args.shard)
-    jobs = shard(find_jobs(args.inputs, f".{args.format}"), index, count)
+    unreadable: list[tuple[Path, str]] = []
+    jobs = shard(find_jobs(args.inputs, f".{args.format}", unreadable), index, count)
     steering = _steering(args, [frame_sites(model, d) for d in targets] if args.steer else [])  # flags checked before OUT is made
     check_output_folder(args.out, targets)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
         torch.bfloat16 if args.precision == "bf16" else torch.float32, renderer=args.renderer, tokens=args.tokens,
+        flutter=args.flutter,
     )  # fmt: skip
     with steering.applied() if steering else contextlib.nullcontext():
-        report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate)
+        report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate, args.zero_nonfinite)
+    report.failed += unreadable
     if steering:
         print(f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest paused by self-monitoring)")
     print(summary(report))
@@ -500,6 +516,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
     _temperature_flag(p)
+    _flutter_flag(p)
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
     _renderer_flag(p)
     _tokens_flag(p)
@@ -516,8 +533,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
         raise UserError("--clips, --seconds and --batch-size must be positive")
-    if args.figures < 0 or args.temperature < 0:
-        raise UserError("--figures and --temperature must not be negative")
+    if args.figures < 0:
+        raise UserError("--figures must not be negative")
     device = _device(args.device)
     judge = judge_accuracy = None
     if args.judge is not None:
@@ -530,7 +547,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                   "its target accuracies say little; train it longer (umt judge train --steps)", file=sys.stderr)  # fmt: skip
     translator = Translator(
         load_model(args.model, device), device, args.batch_size, temperature=args.temperature, renderer=args.renderer,
-        tokens=args.tokens,
+        tokens=args.tokens, flutter=args.flutter,
     )  # fmt: skip
     metrics = evaluate(translator, judge, Manifest.read(args.data), args.out, args.clips, args.seconds, args.figures,
                        judge_accuracy=judge_accuracy, split=args.split)  # fmt: skip
@@ -559,8 +576,13 @@ def _add_export(commands) -> None:
     )  # fmt: skip
     p.add_argument(
         "--lm", type=Path, action="append", default=[], metavar="LM",
-        help="carry this token LM (an `umt lm train` run or its best.pt) in the model, for `umt generate` "
-        "(repeatable: one per mode)",
+        help="carry this token LM (an `umt lm train` run or its best.pt, or every LM a model carries) in the model, "
+        "for `umt generate` (repeatable: one per mode)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sampling", type=Path, metavar="JSON",
+        help='how translation renders each domain by default: {"DOMAIN": {"temperature": T, "flutter": F}, ...} '
+        "(experiments/sound/sampling.sh chooses them on the val split); the flags of translate and evaluate override it",
     )  # fmt: skip
     p.set_defaults(run=_run_export)
 
@@ -568,7 +590,13 @@ def _add_export(commands) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from umt.checkpoint import export_model
 
-    out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm)
+    sampling = None
+    if args.sampling is not None:
+        try:
+            sampling = json.loads(args.sampling.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--sampling {args.sampling}: cannot read it as JSON ({exc})") from None
+    out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm, sampling)
     renderers = f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})" if args.renderers_from else ""
     lms = f", token LM {', '.join(state['lm'])}" if state.get("lm") else ""
     print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}{lms}")

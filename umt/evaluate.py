@@ -18,7 +18,7 @@ another instrument and as another piece on the same instrument (`can_fail`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +220,7 @@ def evaluate(
         "clips_per_domain": {d: len(by_domain[d]) for d in domains},
         "seconds": seconds,
         "split": split,
-        "temperature": translator.temperature,
+        "sampling": {d: asdict(translator.sampling[d]) for d in domains},
         "renderers": renderers,
         "latent": "tokens" if translator.tokens else "continuous",
         "results": {r: {k: results[r].get(k) for k in METRICS} for r in renderers},  # null where a measure does not apply
@@ -389,13 +389,23 @@ RECONSTRUCTION_COLUMNS = {
 }  # fmt: skip
 
 
+def _sampling_text(sampling: dict[str, dict]) -> str:
+    """'temperature 0, flutter 1', or per domain where the domains differ."""
+    parts = []
+    for key in ("temperature", "flutter"):
+        values = {d: s[key] for d, s in sampling.items()}
+        same = len(set(values.values())) == 1
+        parts.append(f"{key} {next(iter(values.values())):g}" if same else f"{key} " + ", ".join(f"{d} {v:g}" for d, v in values.items()))
+    return ", ".join(parts)
+
+
 def _report(metrics: dict, figures: list[str], out: Path) -> None:
     domains, renderers = metrics["domains"], metrics["renderers"]
     both = " / ".join(renderers)
     lines = ["# Translation report", ""]
     lines.append(
         f"{sum(metrics['clips_per_domain'].values())} {metrics['split']} clips of {metrics['seconds']:g} s "
-        f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), temperature {metrics['temperature']:g}, "
+        f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), {_sampling_text(metrics['sampling'])}, "
         f"renderers {both} (each cell: {both}), {metrics['latent']} latent; "
         + ("paired corpus: compared with the ground-truth rendering in the target domain." if metrics["paired"]
            else "unpaired data: compared with the input.")  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +61,12 @@ class ModelConfig:
     frame_blocks: int = 2
     frame_layers: int = 6
     frame_channels: int = 128
+    # The frame networks also predict the flutter of each bin's level: its frame-to-frame
+    # movement about a 5-frame moving average, which an L1 prediction averages away (a Laplace
+    # scale per bin and frame, by maximum likelihood). Translation samples that flutter back
+    # (Translator's `flutter`): without it the benchmark judge hears no organ in the organ
+    # translations (0 of 24), with the real audio's own flutter on the prediction, all of them.
+    spectrum_flutter: bool = False
     # The renderer's WaveNet models the audio minus the excitation (its output is the excitation
     # plus what it samples) instead of the audio itself.
     render_residual: bool = False
@@ -76,6 +81,9 @@ class ModelConfig:
     codebooks: int = 0
     codebook_size: int = 256
     domains: list[str] = field(default_factory=list)
+    # How translation renders each domain unless its flags say otherwise: {domain: {"temperature":
+    # T, "flutter": F}} (umt.translator.Sampling; chosen on the val split, `umt export --sampling`).
+    sampling: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -351,11 +359,15 @@ def shift_right(codes: torch.Tensor) -> torch.Tensor:
     return shift_targets(codes, SILENCE)
 
 
+FLUTTER_LOG_SCALE = (math.log(1e-4), 0.0)  # a flutter scale between 0.008 dB and a whole level unit (80 dB)
+
+
 class SpectralDecoder(nn.Module):
     """One domain's decoder in the spectral recipe.
 
     frames: latent [B, F, C] -> this domain's semitone spectrum levels [B, F, bins] (a
-            non-causal dilated stack at frame rate; trained with L1 against the clean target);
+            non-causal dilated stack at frame rate; trained with L1 against the clean target),
+            and with spectrum_flutter the Laplace scale of each level's flutter [B, F, bins];
     renderer: a WaveNet (its output umt.outputs: mu-law codes or a logistic mixture) conditioned
             per frame on spectrum levels and handed, sample by sample, the harmonic excitation
             synthesised from them (umt.spectral).
@@ -369,16 +381,31 @@ class SpectralDecoder(nn.Module):
         self.frames_in = nn.Linear(3 * cfg.latent_channels, ch)
         self.frames = ResidualStack(ch, cfg.frame_blocks, cfg.frame_layers)
         self.frames_out = nn.Linear(ch, cfg.spectrum_bins)
+        self.flutter_out = nn.Linear(ch, cfg.spectrum_bins) if cfg.spectrum_flutter else None
+        if self.flutter_out is not None:  # start near the benchmark's typical flutter (0.03 levels, 2.4 dB)
+            nn.init.constant_(self.flutter_out.bias, math.log(0.03))
         output = sample_output(cfg.sample_output, cfg.mulaw_bits, cfg.mixtures)
         self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands, output=output)
         self.stride = cfg.latent_stride
 
+    def _hidden(self, latent: torch.Tensor, frames: int | None) -> torch.Tensor:
+        if self.stride > 1:
+            latent = latent.repeat_interleave(self.stride, dim=1)[:, :frames]
+        return F.relu(self.frames(self.frames_in(taps(latent, (1, 0, -1)))))
+
     def spectrum(self, latent: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """latent [B, F, C] -> predicted spectrum levels [B, F * latent_stride, bins] (the first
         `frames` of them if given)."""
-        if self.stride > 1:
-            latent = latent.repeat_interleave(self.stride, dim=1)[:, :frames]
-        return self.frames_out(F.relu(self.frames(self.frames_in(taps(latent, (1, 0, -1))))))
+        return self.frames_out(self._hidden(latent, frames))
+
+    def spectrum_and_flutter(self, latent: torch.Tensor, frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`spectrum`, and beside it the Laplace scale of each level's flutter (levels; None
+        without spectrum_flutter)."""
+        hidden = self._hidden(latent, frames)
+        if self.flutter_out is None:
+            return self.frames_out(hidden), None
+        return self.frames_out(hidden), self.flutter_out(hidden).float().clamp(*FLUTTER_LOG_SCALE).exp()
+
 
 
 @dataclass
@@ -457,10 +484,11 @@ class UMT(nn.Module):
 
     def waveform(self, generated: torch.Tensor, excitation: torch.Tensor | None) -> torch.Tensor:
         """Audio [..., T] of what a WaveNet generated, decoded to floats [..., T] (the inverse of
-        render_targets): itself, or with render_residual itself plus the excitation [..., T, E]."""
+        render_targets): itself, or with render_residual itself plus the excitation, summed
+        over its bands [..., T]."""
         audio = generated
         if self.cfg.render_residual:
-            audio = (audio + excitation.to(audio.device).sum(-1)).clamp(-1.0, 1.0)
+            audio = (audio + excitation.to(audio.device)).clamp(-1.0, 1.0)
         return audio
 
     def translation_chroma(self, latent: torch.Tensor, levels: torch.Tensor, target: str) -> torch.Tensor:
@@ -499,8 +527,10 @@ class UMT(nn.Module):
             latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
             per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
-                predicted = self.decoders[name].spectrum(per_domain[d], batch["levels"].shape[2])
+                predicted, scale = self.decoders[name].spectrum_and_flutter(per_domain[d], batch["levels"].shape[2])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
+                if scale is not None:  # Laplace negative log-likelihood of the target's flutter (without log 2)
+                    losses[f"flutter/{name}"] = (spectral.flutter(batch["levels"][d]).abs() / scale + scale.log()).mean()
             if translate and n_domains > 1:
                 shift = int(torch.randint(1, n_domains, ()))
                 translation_chroma = sum(

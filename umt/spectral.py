@@ -131,6 +131,38 @@ def free_phases(frames: int, batch: int, freqs: torch.Tensor, hop: int, sample_r
     return torch.remainder(start + turns, 2 * math.pi).float()
 
 
+class Oscillators:
+    """Sinusoids running freely at the bin frequencies (free_phases) under an amplitude
+    envelope [F, bins] (a spectrum's peaks): the inference-time excitation of a whole
+    recording, synthesised a window of frames at a time, so that memory does not grow with the
+    recording (held whole, the excitation takes 32 bytes a sample: 1.8 GB an hour)."""
+
+    def __init__(self, amplitude: torch.Tensor, freqs: torch.Tensor, hop: int, sample_rate: int,
+                 generator: torch.Generator | None = None):  # fmt: skip
+        self.amplitude, self.freqs, self.hop, self.sample_rate = amplitude, freqs, hop, sample_rate
+        self.start = free_phases(1, 1, freqs.cpu(), hop, sample_rate, generator)[0, 0].double()  # the phases of frame 0
+
+    def window(self, first: int, last: int) -> torch.Tensor:
+        """Excitation [(last - first) * hop, bands] of frames first .. last - 1, each crossfading
+        into the next (frames outside 0 .. F - 1 are silent); windows side by side join exactly."""
+        frames, bins = self.amplitude.shape
+        amp = self.amplitude.new_zeros(last + 1 - first, bins)
+        lo, hi = max(first, 0), min(last + 1, frames)
+        if lo < hi:
+            amp[lo - first : hi - first] = self.amplitude[lo:hi]
+        advance = 2 * math.pi * self.freqs.cpu() * self.hop / self.sample_rate
+        turns = torch.arange(first, last + 1, dtype=torch.float64)[:, None] * advance
+        phase = torch.remainder(self.start + turns, 2 * math.pi).float().to(amp.device)
+        return excitation(amp[None], phase[None], self.freqs, self.hop, self.sample_rate)[0]
+
+    def audio(self, samples: int) -> torch.Tensor:
+        """The first `samples` samples of the excitation summed over its bands, a block at a time."""
+        block = EXCITATION_BLOCK * 16
+        frames = -(-samples // self.hop)
+        parts = [self.window(f, min(f + block, frames)).sum(-1) for f in range(0, frames, block)]
+        return torch.cat(parts)[:samples] if parts else torch.zeros(0)
+
+
 def excitation(amplitude: torch.Tensor, phase: torch.Tensor, freqs: torch.Tensor, hop: int, sample_rate: int,
                band: int = 12) -> torch.Tensor:  # fmt: skip
     """Sample-rate excitation [B, (F - 1) * hop, bins / band] from amplitude and phase [B, F, bins].
@@ -144,10 +176,40 @@ def excitation(amplitude: torch.Tensor, phase: torch.Tensor, freqs: torch.Tensor
     omega = (2 * math.pi * freqs / sample_rate).to(amplitude.device, torch.float32)
     m = torch.arange(hop, device=amplitude.device, dtype=torch.float32)[:, None]  # sample within the frame
     fade = m / hop
-    a0, a1 = amplitude[:, :-1, None], amplitude[:, 1:, None]  # [B, F-1, 1, bins]
-    p0, p1 = phase[:, :-1, None], phase[:, 1:, None]
-    wave = (1 - fade) * a0 * torch.cos(p0 + omega * m) + fade * a1 * torch.cos(p1 + omega * (m - hop))
-    return wave.view(b, frames - 1, hop, bins // band, band).sum(-1).flatten(1, 2)
+    out = amplitude.new_empty(b, (frames - 1) * hop, bins // band)
+    # in blocks of frames: the sum over bins is hop x bins floats per frame (3.7 GB for 10 minutes at once)
+    for first in range(0, frames - 1, EXCITATION_BLOCK):
+        last = min(frames - 1, first + EXCITATION_BLOCK)
+        a0, a1 = amplitude[:, first:last, None], amplitude[:, first + 1 : last + 1, None]  # [B, n, 1, bins]
+        p0, p1 = phase[:, first:last, None], phase[:, first + 1 : last + 1, None]
+        wave = (1 - fade) * a0 * torch.cos(p0 + omega * m) + fade * a1 * torch.cos(p1 + omega * (m - hop))
+        out[:, first * hop : last * hop] = wave.view(b, last - first, hop, bins // band, band).sum(-1).flatten(1, 2)
+    return out
+
+
+EXCITATION_BLOCK = 256  # frames of excitation computed at once
+
+
+FLUTTER_FRAMES = 5  # the moving average flutter is measured about (50 ms at 100 frames/s)
+FLUTTER_TAIL = 4.0  # sampled flutter is cut at this many scales (a Laplace draw beyond it: 1 in 55)
+
+
+def flutter(levels: torch.Tensor) -> torch.Tensor:
+    """Levels [B, F, bins] minus their moving average over FLUTTER_FRAMES frames (centred, the
+    ends repeated): the frame-to-frame movement that a smooth prediction leaves out."""
+    x = levels.float().transpose(1, 2)  # [B, bins, F]
+    half = FLUTTER_FRAMES // 2
+    smooth = F.avg_pool1d(F.pad(x, (half, half), mode="replicate"), FLUTTER_FRAMES, stride=1)
+    return (x - smooth).transpose(1, 2)
+
+
+def add_flutter(levels: torch.Tensor, scale: torch.Tensor, amount: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Levels [..., bins] with flutter drawn from Laplace(0, amount x scale) in every sounding
+    bin (level above 0), cut at FLUTTER_TAIL scales, so that one bin of one frame cannot jump
+    by tens of dB; nothing goes below the floor."""
+    u = torch.rand(levels.shape, generator=generator).to(levels.device).clamp(1e-6, 1 - 1e-6) - 0.5
+    draw = (-torch.sign(u) * torch.log1p(-2 * u.abs())).clamp(-FLUTTER_TAIL, FLUTTER_TAIL)
+    return torch.where(levels > 0, (levels + amount * scale * draw).clamp_min(0.0), levels)
 
 
 def shift_segment(levels: torch.Tensor, start: torch.Tensor, stop: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,10 @@ class TrainConfig:
     # with freeze_encoder: the decoders keep their weights too, and only the tokenizer trains
     # (`umt tokenizer train` without --tune-decoders), so the model translates as before
     freeze_decoders: bool = False
+    # only the frame networks' flutter heads train, all else keeps its weights (set by
+    # `--from BASE --model-set spectrum_flutter=true` on a base without them: the model then
+    # translates as before, plus flutter, and its tokenizer and token LMs stay valid)
+    flutter_only: bool = False
     # weight of the independence loss between a tokenizer's codebooks (umt.quantization.mmd;
     # Lemercier et al. 2024), compared at the parallel token LM's delays (codebook k, k frames
     # earlier) when mmd_delayed; measured and logged whenever the model has a tokenizer
@@ -119,7 +123,10 @@ class Run:
     best_val: float = math.inf
 
 
-TOKENIZER_FIELDS = ("codebooks", "codebook_size")  # ModelConfig fields a fine-tuning run (--from) may set
+TOKENIZER_FIELDS = ("codebooks", "codebook_size")
+# ModelConfig fields a fine-tuning run (--from) may set: a new tokenizer, or flutter heads
+# beside the frame networks (the new layers start untrained, everything else from the base)
+FINE_TUNE_FIELDS = (*TOKENIZER_FIELDS, "spectrum_flutter")
 
 # ---------------------------------------------------------------- building a run
 
@@ -134,7 +141,9 @@ def build_run(
     train_encoder = trainable == cfg.domains and not tcfg.freeze_encoder
     fine_tuning = trainable == cfg.domains and tcfg.freeze_encoder  # `--from` alone (a tokenizer fitted, say)
     for name, param in model.named_parameters():
-        if train_encoder:
+        if tcfg.flutter_only:
+            param.requires_grad = ".flutter_out." in name
+        elif train_encoder:
             param.requires_grad = True
         elif name.startswith("tokenizer."):
             param.requires_grad = fine_tuning
@@ -197,8 +206,8 @@ def plan_run(
     overrides = options.get("model_overrides") or {}
     if (resume or add_domain) and overrides:
         raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
-    if base is not None and not add_domain and set(overrides) - set(TOKENIZER_FIELDS):
-        raise UserError(f"--from: only the tokenizer's settings ({', '.join(TOKENIZER_FIELDS)}) can change on a trained model")
+    if base is not None and not add_domain and set(overrides) - set(FINE_TUNE_FIELDS):
+        raise UserError(f"--from: only {', '.join(FINE_TUNE_FIELDS)} can change on a trained model")
     if resume:
         state = load_checkpoint(last)
         tcfg = TrainConfig(**{**state["train"], **options})
@@ -221,7 +230,9 @@ def plan_run(
         missing = [d for d in cfg.domains if d not in manifest.domains]
         if missing:
             raise UserError(f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})")
-        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True})
+        adds_flutter = cfg.spectrum_flutter and not base_state["config"].get("spectrum_flutter", False)
+        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True,
+                              "flutter_only": adds_flutter})  # fmt: skip
         return cfg, tcfg, list(cfg.domains), None, base_state
     name = options.get("preset", TrainConfig.preset)
     tcfg = TrainConfig(**{**(PRESETS[name].training if name in PRESETS else {}), **options})
@@ -233,7 +244,7 @@ def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
     checkpoint that does not record them, those of the preset its config is (else of its kind)."""
     if base_state.get("train"):
         return base_state["train"]
-    stored = {k: v for k, v in base_state["config"].items() if k not in TOKENIZER_FIELDS}
+    stored = {k: v for k, v in base_state["config"].items() if k not in FINE_TUNE_FIELDS}
     for name in PRESETS:
         config = preset(name, cfg.domains).to_dict()
         if config == {**config, **stored}:  # every setting the base stores is the preset's
@@ -444,7 +455,7 @@ def train(
     if base_state is not None:  # --from: everything but a new decoder or a new tokenizer comes from the base
         missing, unexpected = run.model.load_state_dict(base_state["model"], strict=False)
         new = (f"decoders.{add_domain}.", "tokenizer.") if add_domain else ("tokenizer.",)
-        if unexpected or any(not key.startswith(new) for key in missing):
+        if unexpected or any(not key.startswith(new) and ".flutter_out." not in key for key in missing):
             raise UserError(f"--from {base}: its weights do not fit its config")
     if state is not None:
         restore(run, state)
@@ -575,13 +586,14 @@ def step_batch(batch, tcfg: TrainConfig, spectral: bool, device: torch.device) -
 
 
 RENDER_KEYS = ("audio", "render_levels", "amplitude", "phase")
+LOSS_KINDS = ("ce", "spectrum", "flutter")  # per-domain losses (UMT.forward) logged as means over domains
 
 
 def _means(stats: dict[str, float]) -> dict[str, float]:
-    """Per kind of loss ("ce", "spectrum"), the mean over domains."""
+    """Per kind of loss (LOSS_KINDS), the mean over domains."""
     kinds: dict[str, list[float]] = {}
     for key, value in stats.items():
-        if key.count("/") == 1 and key.split("/")[0] in ("ce", "spectrum"):
+        if key.count("/") == 1 and key.split("/")[0] in LOSS_KINDS:
             kinds.setdefault(key.split("/")[0], []).append(value)
     return {k: sum(v) / len(v) for k, v in kinds.items()}
 
@@ -624,7 +636,7 @@ class Logger:
         for key, value in results.items():
             self.writer.add_scalar(f"val/{key}", value, step)
         parts = []
-        for kind in ("ce", "spectrum"):
+        for kind in LOSS_KINDS:
             if kind in results:
                 per_domain = " ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in results.items() if k.startswith(kind + "/"))
                 gain = [v for k, v in results.items() if k.startswith(f"gain/{kind}/")]

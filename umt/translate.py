@@ -4,17 +4,27 @@ Inputs are files or folders (searched recursively); OUT/<domain>/ mirrors each f
 tree. Every input is decoded and encoded once, then rendered in every target domain,
 several files sharing a decoding batch. Outputs are written atomically and existing ones
 are skipped (unless overwrite), so a killed job resumes where it stopped; a file that
-cannot be translated is reported and the rest carry on.
+cannot be translated is reported and the rest carry on. Several processes may translate
+into one OUT at once (a second terminal, shards counted wrongly): each input is claimed
+(an advisory lock in OUT/.umt-claims, released when its process ends, however it ends)
+before it is translated, and one that another process holds is left to it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from umt.audio import audio_files, load_audio, resample, write_audio
 from umt.errors import UserError
+from umt.fileio import try_lock
 from umt.progress import Progress
 from umt.translator import Translator
 
@@ -29,16 +39,19 @@ class Job:
 class Report:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # outputs that already existed
+    busy: list[Path] = field(default_factory=list)  # inputs another process was translating
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # repairs of inputs and outputs (umt.audio), loud outputs
 
 
-def find_jobs(inputs: list[Path], suffix: str) -> list[Job]:
-    """Every audio file named or found under a named folder, with its output path."""
+def find_jobs(inputs: list[Path], suffix: str, unreadable: list[tuple[Path, str]] | None = None) -> list[Job]:
+    """Every audio file named or found under a named folder, with its output path; folders
+    that cannot be listed go to `unreadable` (path, reason)."""
     jobs: dict[Path, Job] = {}
     for given in inputs:
         if given.is_dir():
-            pairs = [(p, p.relative_to(given)) for p in audio_files(given)]
-        elif given.exists():
+            pairs = [(p, p.relative_to(given)) for p in audio_files(given, unreadable)]
+        elif given.exists() or given.is_symlink():  # a dangling link is reported when it is loaded
             pairs = [(given, Path(given.name))]
         else:
             raise UserError(f"{given}: no such file or folder")
@@ -82,6 +95,45 @@ def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
     return jobs[index::count]
 
 
+LOUD_DB = 12.0  # a translation this much louder (RMS) than its input is reported
+CLAIMS = ".umt-claims"  # OUT/.umt-claims/<hash>.lock: one advisory lock per input
+
+
+class Claims:
+    """Advisory locks (umt.fileio.try_lock) on inputs, one lock file per output path below
+    OUT/<domain>/, removed again when released. (A process that opened a lock file just before
+    its holder removed it could claim that input once more: the output would be computed
+    twice and written twice, atomically and identically; nothing is lost or mixed.)"""
+
+    def __init__(self, out: Path):
+        self.folder = out / CLAIMS
+        self.held: dict[Path, int] = {}
+
+    def _path(self, job: Job) -> Path:
+        return self.folder / (hashlib.sha1(job.rel.as_posix().encode()).hexdigest() + ".lock")
+
+    def take(self, job: Job) -> bool:
+        """Claim job's outputs for this process; False when another process holds them."""
+        while True:
+            self.folder.mkdir(exist_ok=True)
+            try:
+                fd = try_lock(self._path(job))
+                break
+            except FileNotFoundError:  # another process removed the folder just now
+                continue
+        if fd is not None:
+            self.held[job.rel] = fd
+        return fd is not None
+
+    def release_all(self) -> None:
+        for rel, fd in self.held.items():
+            self._path(Job(Path(), rel)).unlink(missing_ok=True)  # before the lock goes: no one claims a removed file
+            os.close(fd)  # closing the file releases its lock
+        self.held.clear()
+        with contextlib.suppress(OSError):  # the last one out removes the folder
+            self.folder.rmdir()
+
+
 def convert(
     translator: Translator,
     jobs: list[Job],
@@ -89,6 +141,7 @@ def convert(
     out: Path,
     overwrite: bool = False,
     sample_rate: int | None = None,
+    zero_nonfinite: bool = False,
 ) -> Report:
     """Translate every job into every domain (outputs at sample_rate, default the model's)."""
     report = Report()
@@ -96,38 +149,68 @@ def convert(
     out_rate = sample_rate or rate
     todo = []
     for job in jobs:
-        targets = {d: out / d / job.rel for d in domains}
-        missing = [d for d, path in targets.items() if overwrite or not path.exists()]
-        report.skipped += [targets[d] for d in domains if d not in missing]
+        missing = _missing(job, domains, out, overwrite)
+        report.skipped += [out / d / job.rel for d in domains if d not in missing]
         if missing:
             todo.append((job, missing))
 
+    claims = Claims(out)
     sizes = [_estimated_samples(job.source, rate) for job, _ in todo]  # read once: the progress total and the batching
     samples = sum(size * len(missing) for size, (_, missing) in zip(sizes, todo))
     with Progress(len(todo), "files", "file") as files, Progress(samples, "generating", "sample", position=1) as generated:
         for group in _groups(todo, sizes, translator):
             loaded = []
-            for job, missing in group:
-                try:
-                    audio = load_audio(job.source, rate)
-                    loaded.append((job, missing, audio, translator.encode(audio)))
-                except UserError as exc:
-                    report.failed.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
-                    files.update()
-            for domain in domains:
-                wanted = [entry for entry in loaded if domain in entry[1]]
-                if not wanted:
-                    continue
-                rendered = translator.decode(
-                    [e[3] for e in wanted], [e[2].size for e in wanted], domain, [e[0].rel.as_posix() for e in wanted],
-                    progress=generated.update,
-                )  # fmt: skip
-                for (job, _, _, _), audio in zip(wanted, rendered):
-                    path = out / domain / job.rel
-                    write_audio(path, resample(audio, rate, out_rate), out_rate)
-                    report.written.append(path)
-            files.update(len(loaded))
+            try:
+                for job, _ in group:
+                    if not claims.take(job):
+                        report.busy.append(job.source)
+                        files.update()
+                        continue
+                    missing = _missing(job, domains, out, overwrite)  # another process may have finished it meanwhile
+                    report.skipped += [out / d / job.rel for d in domains if d not in missing]
+                    if not missing:
+                        files.update()
+                        continue
+                    try:
+                        audio = load_audio(job.source, rate, zero_nonfinite, report.notes.append)
+                        loaded.append((job, missing, audio, translator.encode(audio)))
+                    except UserError as exc:
+                        report.failed.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
+                        files.update()
+                for domain in domains:
+                    wanted = [entry for entry in loaded if domain in entry[1]]
+                    if not wanted:
+                        continue
+                    rendered = translator.decode(
+                        [e[3] for e in wanted], [e[2].size for e in wanted], domain, [e[0].rel.as_posix() for e in wanted],
+                        progress=generated.update,
+                    )  # fmt: skip
+                    for (job, _, source, _), audio in zip(wanted, rendered):
+                        path = out / domain / job.rel
+                        _note_loudness(path, audio, source, report.notes)
+                        try:
+                            write_audio(path, resample(audio, rate, out_rate), out_rate, report.notes.append)
+                            report.written.append(path)
+                        except UserError as exc:
+                            report.failed.append((job.source, f"into {domain}: {str(exc).removeprefix(f'{path}: ')}"))
+                files.update(len(loaded))
+            finally:
+                claims.release_all()
     return report
+
+
+def _missing(job: Job, domains: list[str], out: Path, overwrite: bool) -> list[str]:
+    """The domains job still has to be translated into."""
+    return [d for d in domains if overwrite or not (out / d / job.rel).exists()]
+
+
+def _note_loudness(path: Path, audio: np.ndarray, source: np.ndarray, notes: list[str]) -> None:
+    """Note a translation more than LOUD_DB louder than its input (RMS)."""
+    out_rms, in_rms = (float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in (audio, source))
+    if out_rms > in_rms * 10 ** (LOUD_DB / 20):
+        gain = (f"{20 * math.log10(out_rms):.1f} dBFS (RMS) from a silent input" if in_rms == 0
+                else f"{20 * math.log10(out_rms / in_rms):.1f} dB louder than its input")  # fmt: skip
+        notes.append(f"{path}: {gain}")
 
 
 def _groups(todo: list, sizes: list[int], translator: Translator):
@@ -149,6 +232,8 @@ def _groups(todo: list, sizes: list[int], translator: Translator):
 def _estimated_samples(path: Path, rate: int) -> int:
     import soundfile as sf
 
+    if not path.is_file():  # a fifo would block; a dangling link is reported when it is loaded
+        return 0
     try:
         info = sf.info(path)
         return int(info.frames * rate / info.samplerate)
@@ -158,6 +243,11 @@ def _estimated_samples(path: Path, rate: int) -> int:
 
 def summary(report: Report) -> str:
     lines = [f"wrote {len(report.written)} file(s), skipped {len(report.skipped)} existing (use --overwrite to redo)"]
+    if report.busy:
+        lines.append(f"left {len(report.busy)} input(s) to another umt translate writing into the same folder")
+    if report.notes:
+        lines.append(f"{len(report.notes)} note(s):")
+        lines += [f"  {text}" for text in report.notes]
     if report.failed:
         lines.append(f"{len(report.failed)} input(s) failed:")
         lines += [f"  {path}: {reason}" for path, reason in report.failed]

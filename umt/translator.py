@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_encode
+from umt.audio import mu_law_decode, mu_law_encode
+from umt.data.spectra import analyse
 from umt.errors import UserError
 from umt.generate import PackedDecoder, generate
 from umt.model import UMT
@@ -41,21 +42,50 @@ MAX_AUTO_BATCH = 512
 
 
 def encode_long(model: UMT, audio: torch.Tensor, window_frames: int) -> torch.Tensor:
-    """Latent [F, C] of mono audio [N] (N a multiple of pool), computed in windows of
-    `window_frames` frames plus a margin of context on each side that covers the
-    encoder's receptive field; equal to encoding the whole file at once."""
-    pool = model.cfg.pool
-    frames = audio.shape[0] // pool
-    margin = math.ceil(model.cfg.encoder_receptive_field / 2 / pool)
-    codes = mu_law_encode(audio)
+    """Latent [F, C] of mono audio [N] (N a multiple of pool; over the spectrum F = N / hop + 1
+    in latent frames of latent_stride spectrum frames), computed in windows of `window_frames`
+    latent frames plus a margin of context on each side that covers the encoder's receptive
+    field (and the spectrum's kernels); equal to encoding the whole file at once, in memory
+    that does not grow with it beyond the audio and the latent."""
+    cfg = model.cfg
+    if cfg.encoder_input == "spectrum":
+        heard = torch.cat([mu_law_decode(mu_law_encode(part)) for part in audio.split(1 << 20)])  # as in training
+        inputs = spectral.level(analyse(model.spectrum, heard.cpu().numpy())[0]).to(audio.device)  # [N / hop + 1, bins]
+        step = cfg.latent_stride  # inputs per latent frame
+        encode = model.latent
+    else:
+        inputs, step = mu_law_encode(audio), cfg.pool
+        encode = model.encode
+    frames = -(-inputs.shape[0] // step)
+    margin = math.ceil(cfg.encoder_receptive_field / 2 / step)
     parts = []
     with torch.no_grad():
         for first in range(0, frames, window_frames):
             last = min(frames, first + window_frames)
             lo, hi = max(0, first - margin), min(frames, last + margin)
-            latent = model.encode(codes[lo * pool : hi * pool].unsqueeze(0))[0]
+            latent = encode(inputs[lo * step : hi * step].unsqueeze(0))[0]
             parts.append(latent[first - lo : last - lo])
     return torch.cat(parts)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one domain is rendered: the WaveNet's sampling temperature (0: the likeliest value)
+    and how much of the frame networks' predicted flutter is drawn onto the spectrum (0: none,
+    the median spectrum; models without spectrum_flutter have none to give)."""
+
+    temperature: float = 1.0
+    flutter: float = 1.0
+
+
+def sampling_of(model: UMT, temperature: float | None = None, flutter: float | None = None) -> dict[str, Sampling]:
+    """Each domain's sampling: what is given here, else what the model stores for the domain
+    (ModelConfig.sampling), else Sampling's defaults."""
+    given = {k: v for k, v in (("temperature", temperature), ("flutter", flutter)) if v is not None}
+    for name, value in given.items():
+        if value < 0:
+            raise UserError(f"--{name} {value:g}: must not be negative")
+    return {d: Sampling(**{**model.cfg.sampling.get(d, {}), **given}) for d in model.cfg.domains}
 
 
 @dataclass(frozen=True)
@@ -74,12 +104,13 @@ class Translator:
         device: torch.device,
         batch_size: int | None = None,
         chunk_seconds: float = 0.5,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         streams: int | None = None,
         renderer: str = "wavenet",
         tokens: bool = False,
+        flutter: float | None = None,
     ):
         cfg = model.cfg
         if tokens and model.tokenizer is None:
@@ -90,8 +121,9 @@ class Translator:
         if renderer == "sines" and not cfg.spectral:
             raise UserError("--renderer sines: the model's decoders predict no spectrum (it is not a spectral model)")
         self.renderer = renderer
+        self.sampling = sampling_of(model, temperature, flutter)  # per domain
         self.model = model.to(device).eval()
-        self.device, self.temperature, self.seed, self.streams = device, temperature, seed, streams
+        self.device, self.seed, self.streams = device, seed, streams
         self.pool = cfg.pool
         self.chunk_frames = max(1, round(chunk_seconds * cfg.sample_rate / cfg.pool))
         # frames before each chunk: warm-up for the decoder's receptive field, then the crossfade frame
@@ -101,7 +133,7 @@ class Translator:
         # WaveNet alone, or the residual beside an excitation. Those join with equal-power gains;
         # audio locked to the excitation (the same on both sides) joins linearly.
         self.equal_power = cfg.render_residual or not cfg.spectral
-        self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.pool))
+        self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.latent_hop))
         renderers = {d: model.decoders[d].renderer if cfg.spectral else model.decoders[d] for d in cfg.domains}
         self.packed = {d: PackedDecoder(r, cfg.pool, dtype) for d, r in renderers.items()}
         # By default as many chunks in parallel as 2 GiB of generation state allows (the paper
@@ -137,9 +169,6 @@ class Translator:
         frames = math.ceil(audio.size / self.pool)
         padded = torch.zeros(frames * self.pool, device=self.device)
         padded[: audio.size] = torch.tensor(audio, device=self.device)
-        if self.model.cfg.encoder_input == "spectrum":
-            with torch.no_grad():
-                return self.model.encode(mu_law_encode(padded)[None])[0]
         return encode_long(self.model, padded, self.encode_frames)
 
     def tokenize(self, audio: np.ndarray) -> torch.Tensor:
@@ -154,35 +183,44 @@ class Translator:
 
     def spectrum(self, latent: torch.Tensor, domain: str) -> torch.Tensor:
         """A spectral decoder's predicted spectrum levels [len // pool + 1, bins] of a latent [F, C]
-        (with a latent_stride, up to stride - 1 frames more: the last latent frame repeated; the
-        audio rendered from them is cut to the recording's length)."""
+        (its median: no flutter; with a latent_stride, up to stride - 1 frames more: the last
+        latent frame repeated; the audio rendered from them is cut to the recording's length)."""
         with torch.no_grad():
-            levels = self.model.decoders[domain].spectrum(latent[None])[0].float()
-        if self.model.cfg.encoder_input != "spectrum":  # one frame per pool samples: repeat the last for the end
-            levels = torch.cat([levels, levels[-1:]])
-        return levels
+            return self._frame_per_sample(self.model.decoders[domain].spectrum(latent[None])[0].float())
+
+    def _frame_per_sample(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frame-network output [F, bins] with the frame the excitation crossfades into at the end
+        (a waveform encoder has one frame per pool samples: the last repeated)."""
+        if self.model.cfg.encoder_input != "spectrum":
+            frames = torch.cat([frames, frames[-1:]])
+        return frames
 
     def levels(self, audio: np.ndarray) -> torch.Tensor:
         """The spectrum levels [len // pool + 1, bins] of real audio, comparable with `spectrum`."""
         with torch.no_grad():
             return spectral.level(self.model.spectrum(torch.from_numpy(audio).to(self.device)[None])[0])[0]
 
-    def conditioning(self, latent: torch.Tensor, domain: str, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def conditioning(self, latent: torch.Tensor, domain: str, key: str) -> tuple[torch.Tensor, spectral.Oscillators | None]:
         """What the domain's WaveNet renders from a latent [F, C]: per-frame conditioning
-        [F', C'] and, for a spectral decoder, the excitation [F' * pool, E] beside it.
+        [F', C'] and, for a spectral decoder, the oscillators that synthesise its excitation
+        [F' * pool, E] beside it, a window at a time.
 
-        A spectral decoder's frame network predicts the spectrum levels; its peaks, with
-        phases running freely from a start seeded by (seed, domain, key), make the excitation."""
+        A spectral decoder's frame network predicts the spectrum levels (with spectrum_flutter,
+        the domain's Sampling.flutter times their predicted flutter is drawn onto them); their peaks, with phases
+        running freely from a start seeded by (seed, domain, key), make the excitation."""
         cfg = self.model.cfg
         if not cfg.spectral:
             return latent, None
-        levels = self.spectrum(latent, domain)
         with torch.no_grad():
+            levels, scale = self.model.decoders[domain].spectrum_and_flutter(latent[None])
+            levels = self._frame_per_sample(levels[0].float())
             generator = torch.Generator().manual_seed(_chunk_seed(self.seed, domain, key, -1))
-            phase = spectral.free_phases(levels.shape[0], 1, self.model.freqs.cpu(), cfg.pool, cfg.sample_rate, generator)
+            amount = self.sampling[domain].flutter
+            if scale is not None and amount > 0:
+                levels = spectral.add_flutter(levels, self._frame_per_sample(scale[0]), amount, generator)
             amp = spectral.peaks(spectral.amplitude(levels))
-            excitation = self.model.excitation(amp[None], phase.to(amp.device))[0]
-        return levels[: levels.shape[0] - 1], excitation
+            oscillators = spectral.Oscillators(amp, self.model.freqs, cfg.pool, cfg.sample_rate, generator)
+        return levels[: levels.shape[0] - 1], oscillators
 
     def decode(
         self,
@@ -200,43 +238,41 @@ class Translator:
             raise UserError(f"unknown domain {domain!r}; the model has {', '.join(self.domains)}")
         inputs = [self.conditioning(latent, domain, key) for latent, key in zip(latents, keys)]
         if self.renderer == "sines":
-            return [excitation.sum(-1)[:n].clamp(-1, 1).cpu().numpy() for (_, excitation), n in zip(inputs, lengths)]
+            with torch.no_grad():
+                return [oscillators.audio(n).clamp(-1, 1).cpu().numpy() for (_, oscillators), n in zip(inputs, lengths)]
         # Chunks no longer than the longest recording: short inputs are not padded to a full chunk.
         c = min(self.chunk_frames, max(cond.shape[0] for cond, _ in inputs))
         k, p = self.overlap, self.pool
-        padded = [self._pad(cond, excitation, c) for cond, excitation in inputs]
-        chunks = [
-            Chunk(item, j, j * c) for item, (cond, _) in enumerate(padded) for j in range((cond.shape[0] - k) // c)
-        ]
-        outputs = [np.zeros(cond.shape[0] * p, dtype=np.float32) for cond, _ in padded]
+        padded = [self._pad(cond, c) for cond, _ in inputs]  # `k` frames of silence first: frame f of a recording is f + k
+        chunks = [Chunk(item, j, j * c) for item, cond in enumerate(padded) for j in range((cond.shape[0] - k) // c)]
+        outputs = [np.zeros(cond.shape[0] * p, dtype=np.float32) for cond in padded]
         for start in range(0, len(chunks), self.batch_size):
             batch = chunks[start : start + self.batch_size]
             window = [slice(ch.first_frame, ch.first_frame + c + k) for ch in batch]
-            cond = torch.stack([padded[ch.item][0][w] for ch, w in zip(batch, window)])
+            cond = torch.stack([padded[ch.item][w] for ch, w in zip(batch, window)])
             excitation = None
-            if padded[0][1] is not None:
-                excitation = torch.stack([padded[ch.item][1][w.start * p : w.stop * p] for ch, w in zip(batch, window)])
+            if inputs[0][1] is not None:
+                excitation = torch.stack([inputs[ch.item][1].window(w.start - k, w.stop - k) for ch, w in zip(batch, window)])
             seeds = [_chunk_seed(self.seed, domain, keys[ch.item], ch.index) for ch in batch]
-            codes = generate(self.packed[domain], cond, self.temperature, seeds, self.streams, progress, excitation)
+            temperature = self.sampling[domain].temperature
+            codes = generate(self.packed[domain], cond, temperature, seeds, self.streams, progress, excitation)
             audio = self.packed[domain].output.decode(codes).cpu().numpy()  # what the WaveNet plays: the audio, or the residual
             for ch, row in zip(batch, audio):
                 self._stitch(outputs[ch.item], row, ch.first_frame * p)
-        # The excitation runs unbroken over the whole file: added (if it is) after the stitching.
-        waves = [
-            self.model.waveform(torch.from_numpy(out), None if exc is None else exc.cpu()) for out, (_, exc) in zip(outputs, padded)
-        ]
-        return [wave[k * p : k * p + n].numpy() for wave, n in zip(waves, lengths)]
+        results = []
+        for out, (_, oscillators), n in zip(outputs, inputs, lengths):
+            audio = torch.from_numpy(out[k * p : k * p + n])
+            if self.model.cfg.render_residual:  # the excitation runs unbroken over the whole file: added after the stitching
+                with torch.no_grad():
+                    audio = self.model.waveform(audio, oscillators.audio(n).cpu())
+            results.append(audio.numpy())
+        return results
 
-    def _pad(self, cond: torch.Tensor, excitation: torch.Tensor | None, chunk: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _pad(self, cond: torch.Tensor, chunk: int) -> torch.Tensor:
         """`overlap` frames of silence before (the first chunk's warm-up), silence after up to a
-        whole number of chunks; the excitation (if any) likewise, with zeros."""
+        whole number of chunks."""
         tail = -cond.shape[0] % chunk
-        cond = torch.cat([self.silence.expand(self.overlap, -1), cond, self.silence.expand(tail, -1)])
-        if excitation is not None:
-            p = self.pool
-            excitation = torch.cat([excitation.new_zeros(self.overlap * p, excitation.shape[1]), excitation,
-                                    excitation.new_zeros(tail * p, excitation.shape[1])])  # fmt: skip
-        return cond, excitation
+        return torch.cat([self.silence.expand(self.overlap, -1), cond, self.silence.expand(tail, -1)])
 
     def _stitch(self, out: np.ndarray, chunk: np.ndarray, at: int) -> None:
         """Write a chunk that starts at sample `at`: its warm-up frames are dropped, the frame

@@ -20,10 +20,11 @@ from tqdm import tqdm
 from umt.audio import AudioError, audio_files, load_audio
 from umt.data.manifest import MANIFEST_NAME, FileEntry, Manifest, assign_splits, read_pairing
 from umt.errors import UserError
-from umt.fileio import atomic_path
+from umt.fileio import atomic_path, locked
 
 SILENCE_PEAK = 1e-3  # -60 dBFS: quieter than this is treated as silence
 CHECKPOINT_SECONDS = 5.0  # how often the manifest is saved while working
+LOCK_NAME = ".umt-prepare.lock"  # one `umt prepare` at a time writes into a folder
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,29 @@ def prepare(
     min_seconds: float = 1.0,
     jobs: int = 1,
 ) -> Manifest:
-    """Convert every audio file under `source` and return the manifest written to `out`."""
+    """Convert every audio file under `source` and return the manifest written to `out`.
+    Another `umt prepare` into the same `out` is waited for, then its work is reused."""
     domains = find_domains(source)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write there ({exc.strerror or exc})") from None
+    waiting = lambda: print(f"waiting for another umt prepare writing into {out}", flush=True)  # noqa: E731
+    with locked(out / LOCK_NAME, waiting):
+        return _prepare(source, out, domains, sample_rate, split_fractions, seed, min_seconds, jobs)
+
+
+def _prepare(source: Path, out: Path, domains: list[str], sample_rate: int, split_fractions: dict[str, float], seed: int,
+             min_seconds: float, jobs: int) -> Manifest:  # fmt: skip
     pieces = read_pairing(source)
     previous = _previous_entries(out, sample_rate)
     manifest = Manifest(sample_rate, seed, split_fractions, domains=domains, paired=pieces is not None)
 
     todo: list[Job] = []
     taken: dict[str, str] = {}  # out_rel -> the source that claimed it
+    unreadable: list[tuple[Path, str]] = []
     for domain in domains:
-        for path in audio_files(source / domain):
+        for path in audio_files(source / domain, unreadable):
             rel = path.relative_to(source).as_posix()
             out_rel = str(Path(rel).with_suffix(".npy").as_posix())
             if out_rel in taken:
@@ -73,6 +87,7 @@ def prepare(
             else:
                 todo.append(job)
 
+    manifest.skipped += [{"source": path.relative_to(source).as_posix(), "reason": reason} for path, reason in unreadable]
     last_save = time.monotonic()
     with tqdm(total=len(todo), desc="prepare", unit="file", disable=None) as bar:
         for result in _run(todo, sample_rate, min_seconds, out, jobs):
@@ -114,7 +129,7 @@ def _previous_entries(out: Path, sample_rate: int) -> dict[str, FileEntry]:
 
 def _reusable(entry: FileEntry | None, job: Job, out: Path) -> FileEntry | None:
     """The previous run's entry, if the source is unchanged and its array is still there."""
-    if entry is None or entry.path != job.out_rel or not (out / entry.path).is_file():
+    if entry is None or entry.path != job.out_rel or not (out / entry.path).is_file() or not job.source.is_file():
         return None
     stat = job.source.stat()
     if (entry.source_size, entry.source_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
