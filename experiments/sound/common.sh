@@ -6,6 +6,7 @@ W=${UMT_WORK:-$HOME/umt-work}
 UMT=.venv/bin/umt
 PY=.venv/bin/python
 DOMAINS=piano,violin,flute,organ
+PREVIOUS_DEFAULT=1d58b16  # the last commit that shipped the default without flutter (8-bit mu-law renderers)
 # The soundfonts: TimGM6mb (pretty_midi's, the model's corpus), Debian's csound-soundfont and
 # opl3-soundfont (the judge's other two). fluid-soundfont-gm is the acceptance check only: nothing
 # is trained, tuned or chosen on it.

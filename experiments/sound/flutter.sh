@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Flutter heads for the shipped model's frame networks (docs/sound.md, "Flutter"): `train --from`
-# the default model with spectrum_flutter; only the new heads train (the model translates as
-# before, plus flutter; its tokenizer and token LMs stay valid). Writes $W/runs/flutter.
+# Flutter heads for the previous default model's frame networks (docs/sound.md, section 5):
+# `train --from` it with spectrum_flutter; only the new heads train (the model translates as
+# before, plus flutter; its tokenizer and token LMs stay valid). Writes $W/runs/flutter. The
+# previous default (without flutter) comes from the git history.
 # The shipped run was stopped at step 525 of 1000 (about 30 minutes on one core, beside a renderer
 # run); `--resume` continues it.
 source "$(dirname "$0")/common.sh"
@@ -9,6 +10,7 @@ run=$W/runs/flutter
 if [ -f "$run/last.pt" ]; then
   OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --resume
 else
-  OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from umt/assets/default.pt --model-set spectrum_flutter=true \
+  git show "$PREVIOUS_DEFAULT:umt/assets/default.pt" > "$W/previous-default.pt"
+  OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from "$W/previous-default.pt" --model-set spectrum_flutter=true \
     --render-batch-size 0 --steps 1000 --val-items 16 --precision fp32
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Each domain's sampling (WaveNet temperature, flutter) of a model, chosen on the val split of its
-# own corpus (bench/sampling_sweep.py): the judge within 0.05 of its best, then the noise floor
-# closest to the real audio's. Writes $W/sampling/<name>.json and .txt, for `umt export --sampling`.
+# own corpus (bench/sampling_sweep.py): a noise floor within 6 dB of the real audio's, then the
+# judge, then the MR-STFT distance. Writes $W/sampling/<name>.json and .txt, for `umt export --sampling`.
 #   experiments/sound/sampling.sh MODEL NAME      About 15 minutes on one core.
 source "$(dirname "$0")/common.sh"
 mkdir -p "$W/sampling"
