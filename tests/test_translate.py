@@ -132,7 +132,12 @@ def test_ctrl_c_while_translating_to_two_domains_exits_130_at_once(tiny_checkpoi
     argv = [sys.executable, "-m", "umt", "translate", "--model", str(tiny_checkpoint), str(long), "-o", str(out),
             "--batch-size", "2"]  # two rows: two generation threads  # fmt: skip
     job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    time.sleep(8)
+    # OUT is made once the model is loaded, just before the work: interrupted there, not in the
+    # imports, whose length depends on how busy the machine is
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)
     assert job.poll() is None
     job.send_signal(signal.SIGINT)
     sent = time.monotonic()
