@@ -131,7 +131,14 @@ def test_ctrl_c_while_translating_to_two_domains_exits_130_at_once(tiny_checkpoi
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "umt", "translate", "--model", str(tiny_checkpoint), str(long), "-o", str(out),
             "--batch-size", "2"]  # two rows: two generation threads  # fmt: skip
-    job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    # As from a terminal: Ctrl-C handled by default. (A process inherits an ignored or blocked
+    # SIGINT, and something in the full test run leaves pytest's so: the child never heard it.)
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
+                           preexec_fn=default_sigint)  # fmt: skip
     # OUT is made once the model is loaded, just before the work: interrupted there, not in the
     # imports, whose length depends on how busy the machine is
     deadline = time.monotonic() + 120
