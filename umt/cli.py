@@ -74,15 +74,13 @@ def _device_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _temperature_flag(parser: argparse.ArgumentParser) -> None:
+def _sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """--temperature and --flutter: each overrides, for every domain, the model's own choice (umt.translator.Sampling)."""
     parser.add_argument(
         "--temperature", type=float,
         help="the WaveNets' sampling temperature, every domain; 0 = the likeliest value (default: the model's own choice "
         "per domain, else 1)",
     )  # fmt: skip
-
-
-def _flutter_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flutter", type=float,
         help="spectral models with flutter heads: how much of the frame-to-frame flutter they predict is drawn onto "
@@ -382,8 +380,7 @@ def _add_translate(commands) -> None:
         "--chunk-seconds", type=float, default=0.5,
         help="seconds of audio a chunk holds; chunks are decoded in parallel (default: %(default)s)",
     )  # fmt: skip
-    _temperature_flag(p)
-    _flutter_flag(p)
+    _sampling_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     _renderer_flag(p)
     _tokens_flag(p)
@@ -515,8 +512,7 @@ def _add_evaluate(commands) -> None:
                    "(default: %(default)s)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
     p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
-    _temperature_flag(p)
-    _flutter_flag(p)
+    _sampling_flags(p)
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
     _renderer_flag(p)
     _tokens_flag(p)

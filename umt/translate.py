@@ -107,27 +107,25 @@ class Claims:
 
     def __init__(self, out: Path):
         self.folder = out / CLAIMS
-        self.held: dict[Path, int] = {}
-
-    def _path(self, job: Job) -> Path:
-        return self.folder / (hashlib.sha1(job.rel.as_posix().encode()).hexdigest() + ".lock")
+        self.held: dict[Path, int] = {}  # lock file -> its descriptor
 
     def take(self, job: Job) -> bool:
         """Claim job's outputs for this process; False when another process holds them."""
         while True:
             self.folder.mkdir(exist_ok=True)
             try:
-                fd = try_lock(self._path(job))
+                path = self.folder / (hashlib.sha1(job.rel.as_posix().encode()).hexdigest() + ".lock")
+                fd = try_lock(path)
                 break
             except FileNotFoundError:  # another process removed the folder just now
                 continue
         if fd is not None:
-            self.held[job.rel] = fd
+            self.held[path] = fd
         return fd is not None
 
     def release_all(self) -> None:
-        for rel, fd in self.held.items():
-            self._path(Job(Path(), rel)).unlink(missing_ok=True)  # before the lock goes: no one claims a removed file
+        for path, fd in self.held.items():
+            path.unlink(missing_ok=True)  # before the lock goes: no one claims a removed file
             os.close(fd)  # closing the file releases its lock
         self.held.clear()
         with contextlib.suppress(OSError):  # the last one out removes the folder
