@@ -3,7 +3,7 @@
 
     python bench/long_file.py --preset small --minutes 10
     python bench/long_file.py --preset spectral --minutes 0.5 --to 1   # 30 s into one domain
-    python bench/long_file.py --preset spectral --minutes 1 10 60 --renderer sines   # the front end alone
+    python bench/long_file.py --model umt/assets/default.pt --minutes 1 10 30 60 --renderer sines   # memory vs length
     python bench/long_file.py --model umt/assets/default.pt --model OTHER.pt --minutes 0.5   # trained models, one run
 
 Builds an untrained model of the preset (speed and memory do not depend on the weights), or

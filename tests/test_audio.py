@@ -108,10 +108,14 @@ def test_dc_is_removed_and_audio_above_full_scale_is_scaled_not_clipped(tmp_path
     back = load_audio(tmp_path / "loud.wav", note=notes.append)
     assert np.abs(back).max() == pytest.approx(1.0, abs=0.02) and "above full scale: scaled down" in notes[1]
     np.testing.assert_allclose(back[4000:12000], loud[4000:12000] * back.max() / loud.max(), atol=2e-3)  # undistorted
+    offset = (1.5 + tone(1.0, amplitude=0.2)).astype(np.float32)  # above full scale only by its DC
+    sf.write(tmp_path / "offset.wav", offset, 16000, subtype="FLOAT")
+    assert np.abs(load_audio(tmp_path / "offset.wav", note=notes.append)).max() == pytest.approx(0.2, abs=0.01)
+    assert "DC offset of +1.500" in notes[2] and len(notes) == 3  # nothing to scale once the offset is gone
     clean = tone(1.0)
     sf.write(tmp_path / "clean.wav", clean, 16000, subtype="FLOAT")
     np.testing.assert_allclose(load_audio(tmp_path / "clean.wav", note=notes.append), clean, atol=2e-3)
-    assert len(notes) == 2  # nothing to report on clean audio
+    assert len(notes) == 3  # nothing to report on clean audio
 
 
 def test_non_finite_audio_is_never_written_and_loud_audio_is_scaled(tmp_path: Path):

@@ -3,6 +3,7 @@ the commands (tokenizer train / measure, lm train, export --lm, generate, transl
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -124,6 +125,13 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         assert sf.info(out).frames == 0.3 * 16000
         capsys.readouterr()
         assert main([*argv, "--mode", mode]) == 0 and "kept" in capsys.readouterr().out  # an existing output stays
+    hostile = tmp_path / "nan.wav"  # the prompt goes through the same reader as translate's inputs
+    audio, rate = sf.read(prompt, dtype="float32")
+    audio[100:110] = np.nan
+    sf.write(hostile, audio, rate, subtype="FLOAT")
+    assert main(["generate", "--prompt", str(hostile), "--seconds", "0.3", "--to", "high", "-o", str(tmp_path / "nan-out.wav"),
+                 "--model", str(shipped)]) == 2  # fmt: skip
+    assert "nan.wav: 10 non-finite sample(s)" in capsys.readouterr().err and not (tmp_path / "nan-out.wav").exists()
 
     assert main(["translate", str(prompt), "-o", str(tmp_path / "tr"), "--model", str(shipped), "--tokens", "--to", "high"]) == 0
     assert (tmp_path / "tr" / "high" / prompt.name).is_file()

@@ -207,3 +207,29 @@ def test_model_settings_over_the_preset(two_domains: Path, tmp_path: Path, capsy
     for bad in ("latent_channels=wide", "no_such=1", "latent_channels"):
         assert main([*argv[:3], str(tmp_path / "other"), *argv[4:], "--model-set", bad]) == 2
         assert "--model-set" in capsys.readouterr().err
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_ends_in_one_line(two_domains: Path, tmp_path: Path):
+    """Files beyond a size limit cannot be written (RLIMIT_FSIZE: as when the disk is full):
+    the resumed run stops at its first checkpoint with one line, and the previous one stays."""
+    import resource
+    import signal
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "umt", "train", str(two_domains), "--out", str(out), "--preset", "tiny", "--crop", "400",
+            "--workers", "0", "--val-every", "100000", "--checkpoint-every", "2"]  # fmt: skip
+    assert subprocess.run([*argv, "--steps", "2"], capture_output=True).returncode == 0
+    before = (out / "last.pt").read_bytes()
+    size = len(before)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    job = subprocess.run([*argv, "--steps", "6", "--resume"], capture_output=True, text=True, preexec_fn=small_files)
+    assert job.returncode == 2 and "Traceback" not in job.stderr
+    last = job.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"umt train: error: {out / 'last.pt'}: cannot write the checkpoint (") and last.endswith(
+        "); the previous one is kept")
+    assert (out / "last.pt").read_bytes() == before and torch.load(out / "last.pt", weights_only=True)["step"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary file left

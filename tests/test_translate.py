@@ -59,7 +59,9 @@ def test_seed_and_temperature(tiny_checkpoint: Path, tmp_path: Path):
         return sf.read(tmp_path / name / "high" / "a.wav")[0]
 
     assert not np.array_equal(render("s0", "--seed", "0"), render("s1", "--seed", "1"))
-    np.testing.assert_array_equal(render("g0", "--temperature", "0", "--seed", "0"), render("g1", "--temperature", "0", "--seed", "1"))
+    np.testing.assert_array_equal(
+        render("g0", "--temperature", "0", "--seed", "0"), render("g1", "--temperature", "0", "--seed", "1")
+    )
 
 
 def test_shards_cover_every_file_once(tmp_path: Path):
@@ -131,6 +133,7 @@ def test_ctrl_c_while_translating_to_two_domains_exits_130_at_once(tiny_checkpoi
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "umt", "translate", "--model", str(tiny_checkpoint), str(long), "-o", str(out),
             "--batch-size", "2"]  # two rows: two generation threads  # fmt: skip
+
     # As from a terminal: Ctrl-C handled by default. (A process inherits an ignored or blocked
     # SIGINT, and something in the full test run leaves pytest's so: the child never heard it.)
     def default_sigint() -> None:
@@ -160,7 +163,19 @@ def test_a_files_translation_does_not_depend_on_its_batch_mates(tiny_checkpoint:
     write_tone(tmp_path / "folder" / "good.wav", 2.5, 16000, 300)
     write_tone(tmp_path / "folder" / "long.wav", 2.0, 16000, 500)  # shares the decoding batch with good.wav
     for name in ("alone", "folder"):
-        assert main(["translate", "--model", str(tiny_checkpoint), str(tmp_path / name), "-o", str(tmp_path / f"{name}-out")]) == 0
+        assert (
+            main(
+                [
+                    "translate",
+                    "--model",
+                    str(tiny_checkpoint),
+                    str(tmp_path / name),
+                    "-o",
+                    str(tmp_path / f"{name}-out"),
+                ]
+            )
+            == 0
+        )
     alone, _ = sf.read(tmp_path / "alone-out" / "low" / "good.wav")
     together, _ = sf.read(tmp_path / "folder-out" / "low" / "good.wav")
     np.testing.assert_array_equal(alone, together)
@@ -168,13 +183,17 @@ def test_a_files_translation_does_not_depend_on_its_batch_mates(tiny_checkpoint:
 
 def test_outputs_at_another_sample_rate(tiny_checkpoint: Path, tmp_path: Path):
     song = write_tone(tmp_path / "song.wav", 0.3)
-    assert translate(tiny_checkpoint, str(song), "--to", "low", "--sample-rate", "44100", "-o", str(tmp_path / "o")) == 0
+    assert (
+        translate(tiny_checkpoint, str(song), "--to", "low", "--sample-rate", "44100", "-o", str(tmp_path / "o")) == 0
+    )
     info = sf.info(tmp_path / "o" / "low" / "song.wav")
     assert info.samplerate == 44100 and info.channels == 1 and abs(info.duration - 0.3) < 1e-3
     assert translate(tiny_checkpoint, str(song), "--sample-rate", "5", "-o", str(tmp_path / "o")) == 2
 
 
-def test_hostile_inputs_are_refused_or_repaired_and_reported_and_never_blast(tiny_checkpoint: Path, tmp_path: Path, capsys):
+def test_hostile_inputs_are_refused_or_repaired_and_reported_and_never_blast(
+    tiny_checkpoint: Path, tmp_path: Path, capsys
+):
     import os
 
     folder = tmp_path / "in"
@@ -193,7 +212,10 @@ def test_hostile_inputs_are_refused_or_repaired_and_reported_and_never_blast(tin
     assert "3 input(s) failed" in printed
     assert "nan.wav: 100 non-finite sample(s) (NaN or infinity), the first at 0.500 s" in printed
     assert "gone.wav: a dangling symbolic link" in printed and "pipe.wav: not a regular file" in printed
-    assert "dc.wav: a DC offset of +0.500 removed" in printed and "hot.wav: input peaks 26.0 dB above full scale" in printed
+    assert (
+        "dc.wav: a DC offset of +0.500 removed" in printed
+        and "hot.wav: input peaks 26.0 dB above full scale" in printed
+    )
     assert sorted(p.name for p in (out / "low").iterdir()) == ["dc.wav", "hot.wav"]
     for name in ("dc.wav", "hot.wav"):
         audio = sf.read(out / "low" / name)[0]
@@ -203,7 +225,9 @@ def test_hostile_inputs_are_refused_or_repaired_and_reported_and_never_blast(tin
     assert "set to 0" in capsys.readouterr().out and (out / "low" / "nan.wav").is_file()
 
 
-def test_two_processes_translating_into_one_folder_write_each_output_once_as_one_would(tiny_checkpoint: Path, tmp_path: Path):
+def test_two_processes_translating_into_one_folder_write_each_output_once_as_one_would(
+    tiny_checkpoint: Path, tmp_path: Path
+):
     import os
     import subprocess
     import sys
@@ -216,8 +240,10 @@ def test_two_processes_translating_into_one_folder_write_each_output_once_as_one
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     assert subprocess.run(argv(tmp_path / "alone"), env=env, capture_output=True).returncode == 0
     shared = tmp_path / "shared"
-    jobs = [subprocess.Popen(argv(shared, *shard), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for shard in ([], ["--shard", "0/2"])]  # fmt: skip  (a whole run beside half of one: shards miscounted)
+    jobs = [
+        subprocess.Popen(argv(shared, *shard), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for shard in ([], ["--shard", "0/2"])
+    ]  # fmt: skip  (a whole run beside half of one: shards miscounted)
     for job in jobs:
         _, err = job.communicate(timeout=300)
         assert job.returncode == 0 and "Traceback" not in err, err
@@ -225,3 +251,74 @@ def test_two_processes_translating_into_one_folder_write_each_output_once_as_one
     assert written == [f"{i}.wav" for i in range(6)]  # no temporary file left, nothing doubled
     for name in written:
         np.testing.assert_array_equal(sf.read(shared / "low" / name)[0], sf.read(tmp_path / "alone" / "low" / name)[0])
+
+
+@pytest.mark.parametrize("renderer,overrides", [
+    ("wavenet", {"preset_name": "tiny"}),  # a waveform encoder, a WaveNet on the latent
+    ("wavenet", {"preset_name": "tiny-spectral", "spectrum_flutter": True, "sample_output": "logistic"}),
+    ("sines", {"preset_name": "tiny-spectral", "spectrum_flutter": True, "latent_stride": 3}),
+    ("sines", {"preset_name": "tiny", "decoder_type": "spectral", "spectrum_bins": 48, "spectrum_midi_low": 36, "pool": 160}),
+])  # fmt: skip
+def test_a_recording_rendered_span_by_span_equals_the_whole_and_so_does_its_file(
+    renderer: str, overrides: dict, tmp_path: Path
+):
+    """translate reads, renders and writes a long recording a span at a time (bounded memory):
+    the result is the whole-file rendering's, to float rounding."""
+    import torch
+
+    from umt.audio import HEADROOM, load_audio
+    from umt.checkpoint import save_checkpoint
+    from umt.model import UMT
+    from umt.presets import preset
+    from umt.translator import Translator
+
+    torch.manual_seed(0)
+    cfg = preset(overrides.pop("preset_name"), ["a"], **overrides)
+    model = UMT(cfg).eval()
+    t = np.arange(int(0.9 * cfg.sample_rate)) / cfg.sample_rate
+    sf.write(tmp_path / "song.wav", 0.3 * np.sin(2 * np.pi * 330 * t + 3 * np.sin(2 * np.pi * 5 * t)) * np.minimum(1, 2 * t),
+             cfg.sample_rate, subtype="FLOAT")  # fmt: skip
+    audio = load_audio(tmp_path / "song.wav", cfg.sample_rate)
+    # the same translator twice: rendering in spans of 3 chunks, and in one span (batches of 3
+    # chunks either way: a sampled value may flip with the rounding of another batch's sums)
+    spanned, whole = (Translator(model, torch.device("cpu"), chunk_seconds=0.03, batch_size=3, renderer=renderer)
+                      for _ in range(2))  # fmt: skip
+    whole.span_frames = 10**9
+    assert len(whole.spans(audio.size)) == 1 and len(spanned.spans(audio.size)) >= 8
+    expected, got = (t.decode([t.encode(audio)], [audio.size], "a", ["song.wav"])[0] for t in (whole, spanned))
+    assert expected.shape == audio.shape and np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+    save_checkpoint(tmp_path / "m.pt", {"config": cfg.to_dict(), "model": model.state_dict()})
+    assert main(["translate", "--model", str(tmp_path / "m.pt"), str(tmp_path / "song.wav"), "-o", str(tmp_path / "out"),
+                 "--batch-size", "3", "--chunk-seconds", "0.03", "--renderer", renderer]) == 0  # fmt: skip
+    written, _ = sf.read(tmp_path / "out" / "a" / "song.wav", dtype="float32")
+    peak = np.abs(expected).max()
+    gain = HEADROOM / peak if peak > 1 else 1.0  # (an untrained WaveNet's equal-power joins may pass full scale)
+    np.testing.assert_allclose(written, expected * gain, atol=1.5 / 32768, rtol=0)  # 16-bit
+
+
+def test_an_output_that_cannot_be_written_is_a_failure_and_the_rest_carry_on(tiny_checkpoint: Path, tmp_path: Path):
+    """Files beyond a size limit cannot be written (RLIMIT_FSIZE: as when the disk is full):
+    each output that fails is one line among the failures, and nothing half-written is left."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    write_tone(tmp_path / "in" / "a.wav", 0.3, 16000, 300)
+    write_tone(tmp_path / "in" / "b.wav", 0.3, 16000, 400)
+    limit = 30_000  # bytes: the input's scratch file (4 bytes a sample at 16 kHz) fits, the 44.1 kHz output's does not
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    argv = [sys.executable, "-m", "umt", "translate", "--model", str(tiny_checkpoint), str(tmp_path / "in"),
+            "-o", str(tmp_path / "out"), "--to", "low", "--sample-rate", "44100"]  # fmt: skip
+    job = subprocess.run(argv, capture_output=True, text=True, preexec_fn=small_files, check=False)
+    assert job.returncode == 1 and "Traceback" not in job.stderr, job.stderr
+    assert "2 input(s) failed" in job.stdout
+    for name in ("a.wav", "b.wav"):
+        assert f"{name}: into low: cannot write (File too large)" in job.stdout
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

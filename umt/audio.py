@@ -6,16 +6,22 @@ one place that guards them:
   in:  non-finite samples are refused (the file and the time of the first one named), or
        zeroed on request; a DC offset is removed; audio above full scale is scaled down, not clipped;
   out: non-finite audio is never written, and audio above full scale is scaled down.
-Each repair is described by a note (a callback), so that a batch job can report it.
+Each repair is described by a note (a callback), so that a batch job can report it. Both
+ways run a block at a time through anonymous scratch files (open_recording, AudioWriter), so
+that memory does not grow with the length of a recording.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import soundfile as sf
@@ -79,54 +85,178 @@ def _unreadable_reason(path: Path) -> str | None:
     return None
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, zero_nonfinite: bool = False,
-               note: Note | None = None) -> np.ndarray:  # fmt: skip
-    """Decode any file libsndfile reads, mix to mono and resample to `sample_rate`.
+BLOCK = 1 << 16  # samples decoded, resampled or written at a time: memory does not grow with the recording
 
-    Returns float32 samples in [-1, 1], their mean (DC) removed. Raises AudioError naming the file when it
-    is missing, unreadable or cannot be decoded, or holds a non-finite sample (NaN or
-    infinity; with zero_nonfinite those become 0 and `note` is told). Audio above full scale
-    is scaled down to just below it (clipping would distort it), and `note` is told.
-    """
+
+class Recording:
+    """A decoded recording at the model rate: mono float32, checked and repaired as described
+    above, kept in an anonymous scratch file (gone however the process ends) and read a
+    range at a time, so that an hour of audio costs disk, not memory (open_recording)."""
+
+    def __init__(self, path: Path, scratch, samples: int, offset: float, gain: float, rms: float):
+        self.path, self.samples, self.rms = path, samples, rms  # rms: of the repaired audio
+        self._scratch, self._offset, self._gain = scratch, np.float32(offset), np.float32(gain)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples start .. stop - 1 (default: to the end); zeros outside the recording."""
+        stop = self.samples if stop is None else stop
+        out = np.zeros(max(0, stop - start), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.samples)
+        if lo < hi:
+            raw = np.frombuffer(os.pread(self._scratch.fileno(), (hi - lo) * 4, lo * 4), dtype=np.float32)
+            out[lo - start : hi - start] = (raw - self._offset) * self._gain
+        return out
+
+    def close(self) -> None:
+        self._scratch.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_recording(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, zero_nonfinite: bool = False,
+                   note: Note | None = None, scratch_folder: Path | None = None) -> Recording:  # fmt: skip
+    """Decode any file libsndfile reads, a block at a time: mixed to mono, resampled to
+    `sample_rate`, its mean (DC) removed, scaled down to just below full scale if it goes
+    beyond (clipping would distort it; `note` is told of both). The decoded audio is held in
+    a scratch file in `scratch_folder` (default: the temporary folder, TMPDIR).
+
+    Raises AudioError naming the file when it is missing, unreadable or cannot be decoded, or
+    holds a non-finite sample (NaN or infinity; with zero_nonfinite those become 0 and `note`
+    is told)."""
     path = Path(path)
     reason = _unreadable_reason(path)
     if reason is not None:
         raise AudioError(f"{path}: {reason}")
+    note = note or (lambda text: None)
+    scratch = _scratch_file(scratch_folder, path)
     try:
-        data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+        stats = _decode_into(path, scratch, sample_rate)
+    except BaseException:
+        scratch.close()
+        raise
+    if stats.bad:
+        where = f"{stats.bad} non-finite sample(s) (NaN or infinity), the first at {stats.first_bad:.3f} s"
+        if not zero_nonfinite:
+            scratch.close()
+            raise AudioError(f"{path}: {where} (--zero-nonfinite sets them to 0)")
+        note(f"{path}: {where}: set to 0")
+    n = max(stats.samples, 1)
+    offset = stats.total / n
+    if abs(offset) > DC_NOTE:
+        note(f"{path}: a DC offset of {offset:+.3f} removed")
+    peak = max(stats.high - offset, offset - stats.low, 0.0) if stats.samples else 0.0
+    gain = _fitting_gain(peak, f"{path}: input", note)
+    rms = math.sqrt(max(stats.squares / n - offset**2, 0.0)) * gain
+    return Recording(path, scratch, stats.samples, offset, gain, rms)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, zero_nonfinite: bool = False,
+               note: Note | None = None) -> np.ndarray:  # fmt: skip
+    """The whole of open_recording(...) as float32 samples in [-1, 1]."""
+    with open_recording(path, sample_rate, zero_nonfinite, note) as recording:
+        return recording.read()
+
+
+@dataclass
+class _Stats:
+    samples: int = 0  # at the model rate
+    total: float = 0.0  # sum, sum of squares, extremes of those samples
+    squares: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+    bad: int = 0  # non-finite samples in the file
+    first_bad: float = 0.0  # seconds
+
+    @property
+    def peak(self) -> float:
+        """The largest magnitude (0 for no samples)."""
+        return max(self.high, -self.low, 0.0)
+
+    def add(self, x: np.ndarray) -> None:
+        if x.size:
+            self.samples += x.size
+            self.total += float(x.sum(dtype=np.float64))
+            self.squares += float(np.square(x, dtype=np.float64).sum())
+            self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
+
+
+def _decode_into(path: Path, scratch, sample_rate: int) -> _Stats:
+    """Decode path into scratch as mono float32 at sample_rate (non-finite samples zeroed and
+    counted); the statistics open_recording repairs by."""
+    stats = _Stats()
+    try:
+        with sf.SoundFile(path) as f:
+            resampler = _Resampler(f.samplerate, sample_rate)
+            done = 0
+            for block in f.blocks(BLOCK, dtype="float32", always_2d=True):
+                bad = ~np.isfinite(block).all(axis=1)
+                if bad.any():
+                    if not stats.bad:
+                        stats.first_bad = (done + int(np.argmax(bad))) / f.samplerate
+                    stats.bad += int(bad.sum())
+                    block[~np.isfinite(block)] = 0.0
+                done += block.shape[0]
+                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+                _buffer(path, scratch, resampler(mono), stats)
+            _buffer(path, scratch, resampler(np.zeros(0, np.float32), last=True), stats)
     except (sf.SoundFileError, RuntimeError, ValueError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({_decode_reason(exc)})") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    note = note or (lambda text: None)
-    bad = ~np.isfinite(data).all(axis=1)
-    if bad.any():
-        first = int(np.argmax(bad))
-        where = f"{bad.sum()} non-finite sample(s) (NaN or infinity), the first at {first / file_rate:.3f} s"
-        if not zero_nonfinite:
-            raise AudioError(f"{path}: {where} (--zero-nonfinite sets them to 0)")
-        data[~np.isfinite(data)] = 0.0
-        note(f"{path}: {where}: set to 0")
-    mono = resample(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32), file_rate, sample_rate)
-    del data
-    return _within_full_scale(remove_dc(mono, path, note), f"{path}: input", note)
+    return stats
 
 
-def remove_dc(audio: np.ndarray, path: Path | str = "", note: Note | None = None) -> np.ndarray:
-    """Audio minus its mean: a DC offset would sound as nothing yet shift every level the
-    encoder reads (a constant 0.5 used to translate into a full-scale output)."""
-    offset = float(audio.mean(dtype=np.float64)) if audio.size else 0.0
-    if abs(offset) > DC_NOTE and note is not None:
-        note(f"{path}: a DC offset of {offset:+.3f} removed")
-    return (audio - offset).astype(np.float32)
+def _scratch_file(folder: Path | None, path: Path):
+    """An anonymous file (gone however the process ends) in `folder` (default: the temporary
+    folder) for the audio of `path`."""
+    try:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=folder)  # its owner closes it
+    except OSError as exc:
+        where = folder or tempfile.gettempdir()
+        raise AudioError(f"{path}: cannot make a scratch file in {where} ({exc.strerror or exc})") from None
 
 
-def _within_full_scale(audio: np.ndarray, what: str, note: Note) -> np.ndarray:
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
+def _buffer(path: Path, scratch, x: np.ndarray, stats: _Stats) -> None:
+    """_append the decoded audio of `path`; a failed write (a full disk) is an AudioError."""
+    try:
+        _append(scratch, x, stats)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot hold the decoded audio in a scratch file ({exc.strerror or exc})") from None
+
+
+def _append(scratch, x: np.ndarray, stats: _Stats) -> None:
+    stats.add(x)
+    scratch.write(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    scratch.flush()  # read back with os.pread, past Python's buffer
+
+
+class _Resampler:
+    """Streaming band-limited resampling (soxr 'HQ', the same output as resampling the whole
+    signal at once); a no-op when the rates match."""
+
+    def __init__(self, from_rate: int, to_rate: int):
+        self.stream = (
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.stream is None:
+            return x
+        return self.stream.resample_chunk(np.ascontiguousarray(x, dtype=np.float32), last=last)
+
+
+def _fitting_gain(peak: float, what: str, note: Note) -> float:
+    """1, or the gain that brings audio peaking at `peak` just below full scale (noted)."""
     if peak <= FULL_SCALE:
-        return audio.astype(np.float32, copy=False)
+        return 1.0
     note(f"{what} peaks {20 * math.log10(peak):.1f} dB above full scale: scaled down to fit")
-    return (audio * (HEADROOM / peak)).astype(np.float32)
+    return HEADROOM / peak
 
 
 def _decode_reason(exc: Exception) -> str:
@@ -141,20 +271,82 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
 
 
+class AudioWriter:
+    """Mono float audio at `sample_rate` written a block at a time as a 16-bit wav or flac
+    (chosen by suffix) at `file_rate` (default the same), atomically when closed: the blocks
+    go to an anonymous scratch file in the output's folder first, so that audio above full
+    scale can be scaled down as a whole (`note` is told), and non-finite audio is refused
+    (AudioError: nothing is written)."""
+
+    def __init__(
+        self, path: str | os.PathLike, sample_rate: int, file_rate: int | None = None, note: Note | None = None
+    ):
+        self.path = Path(path)
+        self.format = _WRITE_FORMATS.get(self.path.suffix.lower())
+        if self.format is None:
+            raise AudioError(f"{self.path}: can only write {', '.join(sorted(_WRITE_FORMATS))} files")
+        self.file_rate = file_rate or sample_rate
+        self.note = note or (lambda text: None)
+        self.resampler = _Resampler(sample_rate, self.file_rate)
+        self.scratch = _scratch_file(self.path.parent, self.path)  # beside the output: the same disk
+        self.given = _Stats()  # of the blocks as given
+        self.stats = _Stats()  # of what goes into the file
+        self.finite = True
+
+    @property
+    def rms(self) -> float:
+        """RMS of the audio given so far."""
+        return math.sqrt(self.given.squares / self.given.samples) if self.given.samples else 0.0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if not np.isfinite(block).all():
+            self.finite = False
+        if self.finite:
+            self.given.add(block)
+            with self._reported():
+                _append(self.scratch, self.resampler(block), self.stats)
+
+    def close(self) -> None:
+        """Write the file (or raise AudioError and write nothing); the scratch file goes either way."""
+        try:
+            if not self.finite:
+                raise AudioError(f"{self.path}: not written: the audio holds non-finite samples")
+            with self._reported():
+                _append(self.scratch, self.resampler(np.zeros(0, np.float32), last=True), self.stats)
+                gain = np.float32(_fitting_gain(self.stats.peak, f"{self.path}: output", self.note))
+                with (
+                    atomic_path(self.path) as tmp,
+                    sf.SoundFile(tmp, "w", self.file_rate, 1, "PCM_16", format=self.format) as f,
+                ):
+                    for start in range(0, self.stats.samples, BLOCK):
+                        count = min(BLOCK, self.stats.samples - start)
+                        f.write(
+                            np.frombuffer(os.pread(self.scratch.fileno(), count * 4, start * 4), dtype=np.float32)
+                            * gain
+                        )
+        finally:
+            self.scratch.close()
+
+    @contextlib.contextmanager
+    def _reported(self) -> Iterator[None]:
+        """OSError (a full disk, say) as an AudioError naming the file."""
+        try:
+            yield
+        except (OSError, sf.SoundFileError, RuntimeError) as exc:
+            raise AudioError(
+                f"{self.path}: cannot write ({getattr(exc, 'strerror', None) or _decode_reason(exc)})"
+            ) from None
+
+    def discard(self) -> None:
+        self.scratch.close()
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, note: Note | None = None) -> None:
-    """Write mono float audio as 16-bit wav or flac (chosen by suffix), atomically. Refuses
-    non-finite audio (AudioError: nothing is written); audio above full scale is scaled down
-    to fit, and `note` is told."""
-    path = Path(path)
-    fmt = _WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise AudioError(f"{path}: can only write {', '.join(sorted(_WRITE_FORMATS))} files")
-    samples = np.asarray(audio, dtype=np.float32)
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: not written: the audio holds non-finite samples")
-    samples = _within_full_scale(samples, f"{path}: output", note or (lambda text: None))
-    with atomic_path(path) as tmp:
-        sf.write(tmp, samples, sample_rate, format=fmt, subtype="PCM_16")
+    """Write mono float audio whole (AudioWriter)."""
+    writer = AudioWriter(path, sample_rate, note=note)
+    writer.write(audio)
+    writer.close()
 
 
 def compand(audio: torch.Tensor, mu: int = MU) -> torch.Tensor:

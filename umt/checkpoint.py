@@ -22,8 +22,18 @@ EXAMPLE_CLIP = Path(__file__).parent / "assets" / "example.flac"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write a checkpoint atomically: when the write fails (a full disk), the file that was
+    there is kept as it was, and UserError says so in one line."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}: is the disk full?"
+        kept = "the previous one is kept" if path.exists() else "nothing was written"
+        raise UserError(f"{path}: cannot write the checkpoint ({reason}); {kept}") from None
 
 
 FOLDER_CHECKPOINTS = ("best.pt", "judge.pt")  # what a folder given as a checkpoint is taken to mean

@@ -134,6 +134,11 @@ class ModelConfig:
             raise UserError(f"latent_stride {self.latent_stride}: must be 1, or more with a spectrum encoder and spectral decoders")
 
     @property
+    def frame_receptive_field(self) -> int:
+        """Frames one frame network prediction sees (centred)."""
+        return 1 + 2 + self.frame_blocks * 2 * (2**self.frame_layers - 1)
+
+    @property
     def decoder_receptive_field(self) -> int:
         """Past samples one decoder prediction depends on (the input is shifted by one)."""
         return self.decoder_blocks * (2**self.decoder_layers - 1) + 1
@@ -578,7 +583,6 @@ def describe(cfg: ModelConfig) -> str:
         lines.insert(1, f"tokenizer: residual VQ, {cfg.codebooks} codebooks of {cfg.codebook_size} "
                         f"({cfg.codebooks * math.log2(cfg.codebook_size):.0f} bits a frame)")  # fmt: skip
     if cfg.spectral:
-        frame_field = 1 + 2 + cfg.frame_blocks * 2 * (2**cfg.frame_layers - 1)
         lines.insert(2, f"frame networks: {cfg.spectrum_bins} semitone bins from MIDI {cfg.spectrum_midi_low}, "
-                        f"receptive field {frame_field * cfg.pool * ms:.0f} ms")  # fmt: skip
+                        f"receptive field {cfg.frame_receptive_field * cfg.pool * ms:.0f} ms")  # fmt: skip
     return "\n".join(lines)

@@ -65,6 +65,7 @@ class SemitoneSpectrum(nn.Module):
         with torch.no_grad():
             response = self.cqt(probe)[..., probe.shape[1] // hop // 2, :].norm(dim=-1)  # [bins (signal), bins]
         self.register_buffer("gain", response.diagonal().clone(), persistent=False)
+        self.margin = -(-self.cqt.kernel_width // (2 * hop)) + 1  # frames a kernel reaches on either side
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for key in [k for k in state_dict if k.startswith(prefix + "cqt.")]:  # stored by early checkpoints
@@ -133,34 +134,36 @@ def free_phases(frames: int, batch: int, freqs: torch.Tensor, hop: int, sample_r
 
 class Oscillators:
     """Sinusoids running freely at the bin frequencies (free_phases) under an amplitude
-    envelope [F, bins] (a spectrum's peaks): the inference-time excitation of a whole
-    recording, synthesised a window of frames at a time, so that memory does not grow with the
-    recording (held whole, the excitation takes 32 bytes a sample: 1.8 GB an hour)."""
+    envelope [F, bins] (a spectrum's peaks) of frames offset .. offset + F - 1 (silence
+    elsewhere): the inference-time excitation of a recording, synthesised a window of frames
+    at a time, so that memory does not grow with the recording (held whole, the excitation
+    takes 32 bytes a sample: 1.8 GB an hour). The phases count from frame 0, so banks over
+    consecutive pieces of one recording join exactly."""
 
     def __init__(self, amplitude: torch.Tensor, freqs: torch.Tensor, hop: int, sample_rate: int,
-                 generator: torch.Generator | None = None):  # fmt: skip
-        self.amplitude, self.freqs, self.hop, self.sample_rate = amplitude, freqs, hop, sample_rate
+                 generator: torch.Generator | None = None, offset: int = 0):  # fmt: skip
+        self.amplitude, self.freqs, self.hop, self.sample_rate, self.offset = amplitude, freqs, hop, sample_rate, offset
         self.start = free_phases(1, 1, freqs.cpu(), hop, sample_rate, generator)[0, 0].double()  # the phases of frame 0
 
     def window(self, first: int, last: int) -> torch.Tensor:
         """Excitation [(last - first) * hop, bands] of frames first .. last - 1, each crossfading
-        into the next (frames outside 0 .. F - 1 are silent); windows side by side join exactly."""
+        into the next; windows side by side join exactly."""
         frames, bins = self.amplitude.shape
         amp = self.amplitude.new_zeros(last + 1 - first, bins)
-        lo, hi = max(first, 0), min(last + 1, frames)
+        lo, hi = max(first, self.offset), min(last + 1, self.offset + frames)
         if lo < hi:
-            amp[lo - first : hi - first] = self.amplitude[lo:hi]
+            amp[lo - first : hi - first] = self.amplitude[lo - self.offset : hi - self.offset]
         advance = 2 * math.pi * self.freqs.cpu() * self.hop / self.sample_rate
         turns = torch.arange(first, last + 1, dtype=torch.float64)[:, None] * advance
         phase = torch.remainder(self.start + turns, 2 * math.pi).float().to(amp.device)
         return excitation(amp[None], phase[None], self.freqs, self.hop, self.sample_rate)[0]
 
-    def audio(self, samples: int) -> torch.Tensor:
-        """The first `samples` samples of the excitation summed over its bands, a block at a time."""
+    def summed(self, first: int, last: int) -> torch.Tensor:
+        """The excitation of frames first .. last - 1 summed over its bands [(last - first) * hop],
+        a block at a time."""
         block = EXCITATION_BLOCK * 16
-        frames = -(-samples // self.hop)
-        parts = [self.window(f, min(f + block, frames)).sum(-1) for f in range(0, frames, block)]
-        return torch.cat(parts)[:samples] if parts else torch.zeros(0)
+        parts = [self.window(f, min(f + block, last)).sum(-1) for f in range(first, last, block)]
+        return torch.cat(parts) if parts else torch.zeros(0)
 
 
 def excitation(amplitude: torch.Tensor, phase: torch.Tensor, freqs: torch.Tensor, hop: int, sample_rate: int,
@@ -203,12 +206,16 @@ def flutter(levels: torch.Tensor) -> torch.Tensor:
     return (x - smooth).transpose(1, 2)
 
 
-def add_flutter(levels: torch.Tensor, scale: torch.Tensor, amount: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Levels [..., bins] with flutter drawn from Laplace(0, amount x scale) in every sounding
-    bin (level above 0), cut at FLUTTER_TAIL scales, so that one bin of one frame cannot jump
-    by tens of dB; nothing goes below the floor."""
-    u = torch.rand(levels.shape, generator=generator).to(levels.device).clamp(1e-6, 1 - 1e-6) - 0.5
-    draw = (-torch.sign(u) * torch.log1p(-2 * u.abs())).clamp(-FLUTTER_TAIL, FLUTTER_TAIL)
+def flutter_draw(frames: int, bins: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws [frames, bins] from a unit Laplace distribution, cut at FLUTTER_TAIL, so that one
+    bin of one frame cannot jump by tens of dB."""
+    u = torch.rand(frames, bins, generator=generator).clamp(1e-6, 1 - 1e-6) - 0.5
+    return (-torch.sign(u) * torch.log1p(-2 * u.abs())).clamp(-FLUTTER_TAIL, FLUTTER_TAIL)
+
+
+def add_flutter(levels: torch.Tensor, scale: torch.Tensor, amount: float, draw: torch.Tensor) -> torch.Tensor:
+    """Levels [F, bins] with flutter amount x scale x draw (flutter_draw) in every sounding bin
+    (level above 0); nothing goes below the floor."""
     return torch.where(levels > 0, (levels + amount * scale * draw).clamp_min(0.0), levels)
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from umt.audio import audio_files, load_audio, resample, write_audio
+from umt.audio import AudioWriter, Recording, audio_files, open_recording
 from umt.errors import UserError
 from umt.fileio import try_lock
 from umt.progress import Progress
-from umt.translator import Translator
+from umt.translator import Track, Translator
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,12 @@ def convert(
     sample_rate: int | None = None,
     zero_nonfinite: bool = False,
 ) -> Report:
-    """Translate every job into every domain (outputs at sample_rate, default the model's)."""
+    """Translate every job into every domain (outputs at sample_rate, default the model's).
+
+    A recording is read, rendered and written a span at a time (Translator.spans), so memory
+    does not grow with its length; several short ones share each span's decoding batch."""
     report = Report()
     rate = translator.model.cfg.sample_rate
-    out_rate = sample_rate or rate
     todo = []
     for job in jobs:
         missing = _missing(job, domains, out, overwrite)
@@ -155,46 +158,125 @@ def convert(
     claims = Claims(out)
     sizes = [_estimated_samples(job.source, rate) for job, _ in todo]  # read once: the progress total and the batching
     samples = sum(size * len(missing) for size, (_, missing) in zip(sizes, todo))
-    with Progress(len(todo), "files", "file") as files, Progress(samples, "generating", "sample", position=1) as generated:
+    with (
+        Progress(len(todo), "files", "file") as files,
+        Progress(samples, "generating", "sample", position=1) as generated,
+    ):
         for group in _groups(todo, sizes, translator):
-            loaded = []
-            try:
+            with contextlib.ExitStack() as stack:
+                stack.callback(claims.release_all)
+                entries = []
                 for job, _ in group:
-                    if not claims.take(job):
-                        report.busy.append(job.source)
+                    entry = _open(job, domains, out, overwrite, claims, zero_nonfinite, translator, report)
+                    if entry is None:
                         files.update()
                         continue
-                    missing = _missing(job, domains, out, overwrite)  # another process may have finished it meanwhile
-                    report.skipped += [out / d / job.rel for d in domains if d not in missing]
-                    if not missing:
-                        files.update()
-                        continue
-                    try:
-                        audio = load_audio(job.source, rate, zero_nonfinite, report.notes.append)
-                        loaded.append((job, missing, audio, translator.encode(audio)))
-                    except UserError as exc:
-                        report.failed.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
-                        files.update()
-                for domain in domains:
-                    wanted = [entry for entry in loaded if domain in entry[1]]
-                    if not wanted:
-                        continue
-                    rendered = translator.decode(
-                        [e[3] for e in wanted], [e[2].size for e in wanted], domain, [e[0].rel.as_posix() for e in wanted],
-                        progress=generated.update,
-                    )  # fmt: skip
-                    for (job, _, source, _), audio in zip(wanted, rendered):
-                        path = out / domain / job.rel
-                        _note_loudness(path, audio, source, report.notes)
-                        try:
-                            write_audio(path, resample(audio, rate, out_rate), out_rate, report.notes.append)
-                            report.written.append(path)
-                        except UserError as exc:
-                            report.failed.append((job.source, f"into {domain}: {str(exc).removeprefix(f'{path}: ')}"))
-                files.update(len(loaded))
-            finally:
-                claims.release_all()
+                    stack.callback(entry.close)
+                    entry.encode(0, translator)  # (a one-span recording is closed at once: few files open at a time)
+                    entries.append(entry)
+                for r in range(max((len(e.spans) for e in entries), default=0)):
+                    now = [e for e in entries if r < len(e.spans) and e.alive]
+                    if r > 0:
+                        for e in now:
+                            e.encode(r, translator)
+                    for domain in domains:
+                        wanted = [e for e in now if domain in e.missing and e.alive]
+                        if not wanted:
+                            continue
+                        rendered = translator.render(
+                            [e.tracks[domain] for e in wanted], [e.spans[r] for e in wanted],
+                            [e.latent for e in wanted], domain, generated.update,
+                        )  # fmt: skip
+                        for e, audio in zip(wanted, rendered):
+                            e.write(domain, audio, sample_rate or rate, r == len(e.spans) - 1)
+                files.update(len(entries))
     return report
+
+
+class _Entry:
+    """One input being translated: its recording, spans, the latent of the span at hand, and
+    per domain its track and writer."""
+
+    def __init__(self, job: Job, missing: list[str], recording: Recording, translator: Translator, out: Path,
+                 report: Report):  # fmt: skip
+        self.job, self.missing, self.recording, self.out, self.report = job, missing, recording, out, report
+        self.rate = translator.model.cfg.sample_rate
+        self.spans = translator.spans(recording.samples)
+        self.tracks = {d: Track(job.rel.as_posix(), recording.samples) for d in missing}
+        self.writers: dict[str, AudioWriter] = {}
+        self.latent: torch.Tensor | None = None
+        self.failed = False
+
+    @property
+    def alive(self) -> bool:
+        """Whether some domain is still to be written."""
+        return not self.failed and bool(self.missing)
+
+    def encode(self, r: int, translator: Translator) -> None:
+        """The latent of span r; the recording is closed after its last span."""
+        try:
+            self.latent = translator.encode(self.recording, self.spans[r].lo, self.spans[r].hi)
+        except UserError as exc:
+            self.fail(str(exc))
+        if r == len(self.spans) - 1:
+            self.recording.close()
+
+    def fail(self, reason: str, domain: str | None = None) -> None:
+        """Report a failure of the whole input, or of its translation into one domain."""
+        self.report.failed.append((self.job.source, reason if domain is None else f"into {domain}: {reason}"))
+        if domain is None:
+            self.failed = True
+        else:
+            self.missing.remove(domain)
+
+    def write(self, domain: str, audio: np.ndarray, file_rate: int, last: bool) -> None:
+        """Hand a span's audio in `domain` to its writer; the last span writes the file."""
+        path = self.out / domain / self.job.rel
+        try:
+            if domain not in self.writers:
+                self.writers[domain] = AudioWriter(path, self.rate, file_rate, self.report.notes.append)
+            writer = self.writers[domain]
+            writer.write(audio)
+            if last:
+                del self.writers[domain]
+                writer.close()
+                self.report.written.append(path)
+                _note_loudness(path, writer.rms, self.recording.rms, self.report.notes)
+        except UserError as exc:
+            if domain in self.writers:
+                self.writers.pop(domain).discard()
+            self.fail(str(exc).removeprefix(f"{path}: "), domain)
+
+    def close(self) -> None:
+        for writer in self.writers.values():  # unfinished (an interrupted run): nothing is written
+            writer.discard()
+        self.recording.close()
+
+
+def _open(job: Job, domains: list[str], out: Path, overwrite: bool, claims: Claims, zero_nonfinite: bool,
+          translator: Translator, report: Report) -> _Entry | None:  # fmt: skip
+    """Claim a job and open its recording; None (and the report says why) when another
+    process holds it, another process has meanwhile finished it, or it cannot be read."""
+    if not claims.take(job):
+        report.busy.append(job.source)
+        return None
+    missing = _missing(job, domains, out, overwrite)  # another process may have finished it meanwhile
+    report.skipped += [out / d / job.rel for d in domains if d not in missing]
+    if not missing:
+        return None
+    try:
+        recording = open_recording(
+            job.source, translator.model.cfg.sample_rate, zero_nonfinite, report.notes.append, scratch_folder=out
+        )
+    except UserError as exc:
+        report.failed.append((job.source, str(exc).removeprefix(f"{job.source}: ")))
+        return None
+    try:
+        return _Entry(job, missing, recording, translator, out, report)
+    except UserError as exc:
+        recording.close()
+        report.failed.append((job.source, str(exc)))
+        return None
 
 
 def _missing(job: Job, domains: list[str], out: Path, overwrite: bool) -> list[str]:
@@ -202,9 +284,8 @@ def _missing(job: Job, domains: list[str], out: Path, overwrite: bool) -> list[s
     return [d for d in domains if overwrite or not (out / d / job.rel).exists()]
 
 
-def _note_loudness(path: Path, audio: np.ndarray, source: np.ndarray, notes: list[str]) -> None:
-    """Note a translation more than LOUD_DB louder than its input (RMS)."""
-    out_rms, in_rms = (float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in (audio, source))
+def _note_loudness(path: Path, out_rms: float, in_rms: float, notes: list[str]) -> None:
+    """Note a translation more than LOUD_DB louder (RMS) than its input."""
     if out_rms > in_rms * 10 ** (LOUD_DB / 20):
         gain = (f"{20 * math.log10(out_rms):.1f} dBFS (RMS) from a silent input" if in_rms == 0
                 else f"{20 * math.log10(out_rms / in_rms):.1f} dB louder than its input")  # fmt: skip

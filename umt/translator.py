@@ -1,25 +1,31 @@
 """Translation of whole recordings: windowed encoding, chunked parallel decoding, stitching.
 
-A recording of any length is
-  1. encoded once, in overlapping windows wide enough for the encoder's receptive field, so
-     the latent equals a whole-file encoding while memory stays bounded (a spectral encoder
-     works at frame rate and takes the whole file at once);
-  2. for a spectral decoder, turned into the target domain's semitone spectrum by its frame
-     network, and that into an excitation with free-running phases over the whole file, so
-     the oscillation runs on unbroken across chunks;
-  3. cut into chunks of frames that are decoded side by side as one batch (chunks of
-     several files share a batch). Each chunk starts a few frames early: the first ones warm
-     the decoder up (they cover its receptive field, so the WaveNet has a past that sounds like
-     the music when its own frames begin) and are dropped, the last of them is crossfaded
-     (linearly: both sides render the same conditioning, so they are correlated and equal-power
-     gains would bulge) with the end of the previous chunk, so chunks join without clicks, dips
-     or resets;
-  4. trimmed back to the input's exact length.
+A recording of any length is rendered a span of frames at a time (a span fills one decoding
+batch; several short recordings share one), so that memory does not grow with its length:
+  1. each span's latent is encoded from the audio around it, in windows with margins that
+     cover the encoder's receptive field (and the spectrum's kernels): equal to encoding the
+     whole file at once;
+  2. for a spectral decoder, the frame network turns the latent (with a margin for its own
+     receptive field) into the target domain's semitone spectrum, and that into an
+     excitation whose phases run freely from the recording's start, so the oscillation runs
+     on unbroken across chunks and spans;
+  3. the span is cut into chunks of frames that are decoded side by side as one batch.
+     Each chunk starts a few frames early: the first ones warm the decoder up (they cover
+     its receptive field, so the WaveNet has a past that sounds like the music when its own
+     frames begin) and are dropped, the last of them is crossfaded with the end of the
+     previous chunk (linearly where both sides follow the same excitation, so they are
+     correlated and equal-power gains would bulge), so chunks join without clicks, dips or
+     resets; a span holds back its last frame for the next span's first crossfade;
+  4. handed out a span at a time, trimmed to the input's exact length.
+Everything random (the WaveNet's sampling per chunk, the flutter per block of frames, the
+oscillators' starting phases) is seeded by (seed, domain, recording key, position), so a
+recording's translation does not depend on its batch-mates or on how it is cut into spans.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,44 +34,62 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_decode, mu_law_encode
-from umt.data.spectra import analyse
+from umt.audio import Recording, mu_law_decode, mu_law_encode
 from umt.errors import UserError
 from umt.generate import PackedDecoder, generate
 from umt.model import UMT
 
 RENDERERS = ("wavenet", "sines")  # sines: the excitation itself, a preview of a spectral decoder without its WaveNet
 MAX_WARMUP_SHARE = 4  # warm-up frames are at most a quarter of a chunk (decoders whose receptive field is long)
-ENCODE_WINDOW_SECONDS = 10.0
+ENCODE_WINDOW_SECONDS = 30.0
 STATE_BUDGET_BYTES = 2 << 30  # generation state the automatic batch size may use
 MAX_AUTO_BATCH = 512
+FLUTTER_BLOCK = 256  # frames of flutter drawn from one seed
+
+Reader = Callable[[int, int], np.ndarray]  # (start, stop) -> those samples, zeros outside the recording
 
 
-def encode_long(model: UMT, audio: torch.Tensor, window_frames: int) -> torch.Tensor:
-    """Latent [F, C] of mono audio [N] (N a multiple of pool; over the spectrum F = N / hop + 1
-    in latent frames of latent_stride spectrum frames), computed in windows of `window_frames`
-    latent frames plus a margin of context on each side that covers the encoder's receptive
-    field (and the spectrum's kernels); equal to encoding the whole file at once, in memory
-    that does not grow with it beyond the audio and the latent."""
+def encode_long(
+    model: UMT, read: Reader, samples: int, window_frames: int, first: int = 0, last: int | None = None
+) -> torch.Tensor:
+    """Latent frames first .. last - 1 [last - first, C] (default: all) of mono audio of
+    `samples` samples (a multiple of pool) read by `read`; over the spectrum there are
+    samples / hop + 1 spectrum frames in latent frames of latent_stride of them. Computed in
+    windows of `window_frames` latent frames plus a margin of context on each side that
+    covers the encoder's receptive field (and the spectrum's kernels): equal to encoding the
+    whole recording at once, in memory that does not grow with it."""
     cfg = model.cfg
-    if cfg.encoder_input == "spectrum":
-        heard = torch.cat([mu_law_decode(mu_law_encode(part)) for part in audio.split(1 << 20)])  # as in training
-        inputs = spectral.level(analyse(model.spectrum, heard.cpu().numpy())[0]).to(audio.device)  # [N / hop + 1, bins]
-        step = cfg.latent_stride  # inputs per latent frame
-        encode = model.latent
-    else:
-        inputs, step = mu_law_encode(audio), cfg.pool
-        encode = model.encode
-    frames = -(-inputs.shape[0] // step)
+    over_spectrum = cfg.encoder_input == "spectrum"
+    step = cfg.latent_stride if over_spectrum else cfg.pool  # inputs per latent frame
+    inputs = samples // cfg.pool + 1 if over_spectrum else samples
+    frames = -(-inputs // step)
+    first, last = max(first, 0), frames if last is None else min(last, frames)
     margin = math.ceil(cfg.encoder_receptive_field / 2 / step)
-    parts = []
+    device = next(model.parameters()).device
+    parts = [torch.zeros(0, cfg.latent_channels, device=device)]
     with torch.no_grad():
-        for first in range(0, frames, window_frames):
-            last = min(frames, first + window_frames)
-            lo, hi = max(0, first - margin), min(frames, last + margin)
-            latent = encode(inputs[lo * step : hi * step].unsqueeze(0))[0]
-            parts.append(latent[first - lo : last - lo])
+        for start in range(first, last, window_frames):
+            stop = min(last, start + window_frames)
+            lo, hi = max(0, start - margin), min(frames, stop + margin)
+            a, b = lo * step, min(hi * step, inputs)
+            if over_spectrum:
+                latent = model.latent(_heard_levels(model, read, samples, a, b)[None])[0]
+            else:
+                latent = model.encode(mu_law_encode(torch.from_numpy(read(a, b)).to(device))[None])[0]
+            parts.append(latent[start - lo : stop - lo])
     return torch.cat(parts)
+
+
+def _heard_levels(model: UMT, read: Reader, samples: int, first: int, last: int) -> torch.Tensor:
+    """Spectrum levels [last - first, bins] of frames first .. last - 1 of a recording as the
+    encoder hears it in training (through mu-law), silence beyond its `samples`."""
+    hop, margin = model.cfg.pool, model.spectrum.margin
+    start, stop = (first - margin) * hop, (last + margin) * hop
+    audio = torch.from_numpy(read(start, stop))
+    inside = slice(max(0, -start), max(0, min(stop, samples) - start))
+    audio[inside] = mu_law_decode(mu_law_encode(audio[inside]))
+    amp, _ = model.spectrum(audio[None].to(model.freqs.device))
+    return spectral.level(amp[0, margin : margin + last - first])
 
 
 @dataclass(frozen=True)
@@ -89,14 +113,28 @@ def sampling_of(model: UMT, temperature: float | None = None, flutter: float | N
 
 
 @dataclass(frozen=True)
-class Chunk:
-    item: int  # which recording
-    index: int  # which chunk of it
-    first_frame: int  # in the recording's padded latent
+class Span:
+    """Conditioning frames first .. last - 1 of a recording, rendered together, and the latent
+    frames lo .. hi - 1 their rendering reads."""
+
+    first: int
+    last: int
+    lo: int
+    hi: int
+
+
+@dataclass
+class Track:
+    """One recording being rendered into one domain, a span at a time: what carries over
+    from one span to the next."""
+
+    key: str  # names the recording (e.g. its path): with the seed and the domain it seeds the randomness
+    samples: int
+    pending: np.ndarray | None = None  # the WaveNet's last frame so far, which the next span crossfades into
 
 
 class Translator:
-    """Translates mono audio (float32 numpy at the model rate) into the model's domains."""
+    """Translates mono audio (float32 numpy at the model rate, or a Recording) into the model's domains."""
 
     def __init__(
         self,
@@ -140,6 +178,7 @@ class Translator:
         # decoder keeps 4 s of history per layer: 34 MB a row): 63 rows for `paper`, 512 for `small`.
         per_row = next(iter(self.packed.values())).state_bytes_per_row()
         self.batch_size = batch_size or max(1, min(MAX_AUTO_BATCH, STATE_BUDGET_BYTES // per_row))
+        self.span_frames = self.batch_size * self.chunk_frames  # a long recording's span fills one batch
         with torch.no_grad():  # the conditioning of silence: the context before a recording starts
             self.silence = (
                 torch.zeros(cfg.spectrum_bins, device=device) if cfg.spectral  # every level at the floor
@@ -150,26 +189,29 @@ class Translator:
     def domains(self) -> list[str]:
         return self.model.cfg.domains
 
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        """Latent [F, C] of a recording, F = ceil(len / pool) (the last frame zero-padded; over
-        the spectrum F + 1, the frame centred on the end included, in latent frames of
-        latent_stride of them); with `tokens`, the latent its tokens stand for."""
-        latent = self.continuous(audio)
+    def encode(self, audio: np.ndarray | Recording, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """Latent frames lo .. hi - 1 [hi - lo, C] of a recording (default: all of its
+        latent_frames); with `tokens`, the latent its tokens stand for."""
+        latent = self.continuous(audio, lo, hi)
         if not self.tokens:
             return latent
         with torch.no_grad():
             return self.model.quantize(latent[None])[0][0]
 
-    def continuous(self, audio: np.ndarray) -> torch.Tensor:
-        """The encoder's latent [F, C] of a recording (float samples in [-1, 1]; see encode)."""
-        if audio.dtype.kind != "f":  # int16 PCM (a manifest's storage) would be clipped to full scale
-            raise TypeError(f"audio must be float samples in [-1, 1], not {audio.dtype}")
-        if audio.size < self.pool:
-            raise UserError(f"too short ({audio.size} samples; one latent frame is {self.pool})")
-        frames = math.ceil(audio.size / self.pool)
-        padded = torch.zeros(frames * self.pool, device=self.device)
-        padded[: audio.size] = torch.tensor(audio, device=self.device)
-        return encode_long(self.model, padded, self.encode_frames)
+    def continuous(self, audio: np.ndarray | Recording, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """The encoder's latent frames lo .. hi - 1 [F, C] of a recording (see encode)."""
+        if isinstance(audio, Recording):
+            read, samples = audio.read, audio.samples
+        else:
+            if audio.dtype.kind != "f":  # int16 PCM (a manifest's storage) would be clipped to full scale
+                raise TypeError(f"audio must be float samples in [-1, 1], not {audio.dtype}")
+            read, samples = array_reader(audio), audio.size
+        self._check_length(samples)
+        return encode_long(self.model, read, -(-samples // self.pool) * self.pool, self.encode_frames, lo, hi)
+
+    def _check_length(self, samples: int) -> None:
+        if samples < self.pool:
+            raise UserError(f"too short ({samples} samples; one latent frame is {self.pool})")
 
     def tokenize(self, audio: np.ndarray) -> torch.Tensor:
         """The tokens [F, K] of a recording (the model must have a tokenizer)."""
@@ -200,27 +242,29 @@ class Translator:
         with torch.no_grad():
             return spectral.level(self.model.spectrum(torch.from_numpy(audio).to(self.device)[None])[0])[0]
 
-    def conditioning(self, latent: torch.Tensor, domain: str, key: str) -> tuple[torch.Tensor, spectral.Oscillators | None]:
-        """What the domain's WaveNet renders from a latent [F, C]: per-frame conditioning
-        [F', C'] and, for a spectral decoder, the oscillators that synthesise its excitation
-        [F' * pool, E] beside it, a window at a time.
+    def latent_frames(self, samples: int) -> int:
+        """Latent frames of a recording of `samples` samples: ceil(samples / pool) (the last one
+        zero-padded); over the spectrum one more, the frame centred on the end, in latent frames
+        of latent_stride spectrum frames."""
+        cfg, frames = self.model.cfg, -(-samples // self.pool)
+        return -(-(frames + 1) // cfg.latent_stride) if cfg.encoder_input == "spectrum" else frames
 
-        A spectral decoder's frame network predicts the spectrum levels (with spectrum_flutter,
-        the domain's Sampling.flutter times their predicted flutter is drawn onto them); their peaks, with phases
-        running freely from a start seeded by (seed, domain, key), make the excitation."""
+    def spans(self, samples: int) -> list[Span]:
+        """The spans a recording of `samples` samples is rendered in, in order."""
+        self._check_length(samples)
         cfg = self.model.cfg
-        if not cfg.spectral:
-            return latent, None
-        with torch.no_grad():
-            levels, scale = self.model.decoders[domain].spectrum_and_flutter(latent[None])
-            levels = self._frame_per_sample(levels[0].float())
-            generator = torch.Generator().manual_seed(_chunk_seed(self.seed, domain, key, -1))
-            amount = self.sampling[domain].flutter
-            if scale is not None and amount > 0:
-                levels = spectral.add_flutter(levels, self._frame_per_sample(scale[0]), amount, generator)
-            amp = spectral.peaks(spectral.amplitude(levels))
-            oscillators = spectral.Oscillators(amp, self.model.freqs, cfg.pool, cfg.sample_rate, generator)
-        return levels[: levels.shape[0] - 1], oscillators
+        frames, latent = -(-samples // self.pool), self.latent_frames(samples)
+        spans = []
+        for first in range(0, frames, self.span_frames):
+            last = min(frames, first + self.span_frames)
+            if cfg.spectral:  # levels first - overlap .. last, from the latent around them
+                s = cfg.latent_stride
+                margin = math.ceil(cfg.frame_receptive_field / 2 / s) + 1
+                lo, hi = (first - self.overlap) // s - margin, -(-(last + 1) // s) + margin
+            else:  # the latent is the conditioning
+                lo, hi = first - self.overlap, last
+            spans.append(Span(first, last, max(lo, 0), min(hi, latent)))
+        return spans
 
     def decode(
         self,
@@ -230,61 +274,191 @@ class Translator:
         keys: list[str],
         progress: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
-        """Render each latent [F_i, C] in `domain`; returns audio trimmed to lengths[i].
+        """Render each whole latent [F_i, C] in `domain`; returns audio trimmed to lengths[i].
 
         keys name the recordings (e.g. their paths): with the seed and the domain they seed
         each chunk's sampling, so a file's output does not depend on its batch-mates."""
+        tracks = [Track(key, n) for key, n in zip(keys, lengths)]
+        spans = [self.spans(n) for n in lengths]
+        parts: list[list[np.ndarray]] = [[] for _ in tracks]
+        for r in range(max(map(len, spans), default=0)):
+            now = [i for i in range(len(tracks)) if r < len(spans[i])]
+            rendered = self.render(
+                [tracks[i] for i in now], [spans[i][r] for i in now],
+                [latents[i][spans[i][r].lo : spans[i][r].hi] for i in now], domain, progress,
+            )  # fmt: skip
+            for i, audio in zip(now, rendered):
+                parts[i].append(audio)
+        return [np.concatenate(p) for p in parts]
+
+    def render(
+        self,
+        tracks: list[Track],
+        spans: list[Span],
+        latents: list[torch.Tensor],
+        domain: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Render the next span of each track in `domain` from its latent frames span.lo ..
+        span.hi - 1; returns each track's next samples (a track's spans rendered in order,
+        concatenated, are its whole translation)."""
         if domain not in self.packed:
             raise UserError(f"unknown domain {domain!r}; the model has {', '.join(self.domains)}")
-        inputs = [self.conditioning(latent, domain, key) for latent, key in zip(latents, keys)]
-        if self.renderer == "sines":
-            with torch.no_grad():
-                return [oscillators.audio(n).clamp(-1, 1).cpu().numpy() for (_, oscillators), n in zip(inputs, lengths)]
         # Chunks no longer than the longest recording: short inputs are not padded to a full chunk.
-        c = min(self.chunk_frames, max(cond.shape[0] for cond, _ in inputs))
+        c = min(self.chunk_frames, max(-(-t.samples // self.pool) for t in tracks))
         k, p = self.overlap, self.pool
-        padded = [self._pad(cond, c) for cond, _ in inputs]  # `k` frames of silence first: frame f of a recording is f + k
-        chunks = [Chunk(item, j, j * c) for item, cond in enumerate(padded) for j in range((cond.shape[0] - k) // c)]
-        outputs = [np.zeros(cond.shape[0] * p, dtype=np.float32) for cond in padded]
+        ends = [s.last + -(s.last - s.first) % c for s in spans]  # rounded up to whole chunks
+        inputs = [self._conditioning(t, s, e, lat, domain) for t, s, e, lat in zip(tracks, spans, ends, latents)]
+        if self.renderer == "sines":
+            return [
+                self._hand_out(t, s.first, e, None, osc, progress)
+                for t, s, e, (_, osc) in zip(tracks, spans, ends, inputs)
+            ]
+        chunks = [(i, j) for i, (s, e) in enumerate(zip(spans, ends)) for j in range(s.first // c, e // c)]
+        out = [
+            np.zeros((e - s.first + 1) * p, dtype=np.float32) for s, e in zip(spans, ends)
+        ]  # frames first - 1 .. end - 1
         for start in range(0, len(chunks), self.batch_size):
             batch = chunks[start : start + self.batch_size]
-            window = [slice(ch.first_frame, ch.first_frame + c + k) for ch in batch]
-            cond = torch.stack([padded[ch.item][w] for ch, w in zip(batch, window)])
+            cond = torch.stack(
+                [inputs[i][0][j * c - spans[i].first : j * c - spans[i].first + c + k] for i, j in batch]
+            )
             excitation = None
             if inputs[0][1] is not None:
-                excitation = torch.stack([inputs[ch.item][1].window(w.start - k, w.stop - k) for ch, w in zip(batch, window)])
-            seeds = [_chunk_seed(self.seed, domain, keys[ch.item], ch.index) for ch in batch]
-            temperature = self.sampling[domain].temperature
-            codes = generate(self.packed[domain], cond, temperature, seeds, self.streams, progress, excitation)
-            audio = self.packed[domain].output.decode(codes).cpu().numpy()  # what the WaveNet plays: the audio, or the residual
-            for ch, row in zip(batch, audio):
-                self._stitch(outputs[ch.item], row, ch.first_frame * p)
-        results = []
-        for out, (_, oscillators), n in zip(outputs, inputs, lengths):
-            audio = torch.from_numpy(out[k * p : k * p + n])
-            if self.model.cfg.render_residual:  # the excitation runs unbroken over the whole file: added after the stitching
-                with torch.no_grad():
-                    audio = self.model.waveform(audio, oscillators.audio(n).cpu())
-            results.append(audio.numpy())
-        return results
+                excitation = torch.stack([inputs[i][1].window(j * c - k, j * c + c) for i, j in batch])
+            seeds = [_chunk_seed(self.seed, domain, tracks[i].key, j) for i, j in batch]
+            real = sum(min(c * p, max(0, tracks[i].samples - j * c * p)) for i, j in batch)  # what progress counts
+            counted = None if progress is None else _Scaled(progress, real / (len(batch) * (c + k) * p))
+            codes = generate(self.packed[domain], cond, self.sampling[domain].temperature, seeds, self.streams,
+                             counted, excitation)  # fmt: skip
+            audio = (
+                self.packed[domain].output.decode(codes).cpu().numpy()
+            )  # what the WaveNet plays: the audio, or the residual
+            for (i, j), row in zip(batch, audio):
+                self._stitch(out[i], row, (j * c - spans[i].first) * p)
+        return [self._hand_out(t, s.first, e, o, osc) for t, s, e, o, (_, osc) in zip(tracks, spans, ends, out, inputs)]
 
-    def _pad(self, cond: torch.Tensor, chunk: int) -> torch.Tensor:
-        """`overlap` frames of silence before (the first chunk's warm-up), silence after up to a
-        whole number of chunks."""
-        tail = -cond.shape[0] % chunk
-        return torch.cat([self.silence.expand(self.overlap, -1), cond, self.silence.expand(tail, -1)])
+    def _conditioning(self, track: Track, span: Span, end: int, latent: torch.Tensor, domain: str
+                      ) -> tuple[torch.Tensor, spectral.Oscillators | None]:  # fmt: skip
+        """What the domain's WaveNet renders frames span.first .. end - 1 from, warm-up frames
+        first: conditioning [end - first + overlap, C'] (silence outside the recording) and, for
+        a spectral decoder, the oscillators that synthesise its excitation beside it.
 
-    def _stitch(self, out: np.ndarray, chunk: np.ndarray, at: int) -> None:
-        """Write a chunk that starts at sample `at`: its warm-up frames are dropped, the frame
-        after them crossfades with what the previous chunk left there, the rest is copied."""
+        A spectral decoder's frame network predicts the spectrum levels (with spectrum_flutter,
+        the domain's Sampling.flutter times their predicted flutter is drawn onto them); their
+        peaks, with phases running freely from a start seeded by (seed, domain, key), make the
+        excitation."""
+        cfg = self.model.cfg
+        frames = -(-track.samples // self.pool)
+        a, b = span.first - self.overlap, end + 1  # levels of frames a .. b - 1: the conditioning and one more
+        if not cfg.spectral:
+            cond = self.silence.expand(b - 1 - a, -1).clone()
+            lo, hi = max(a, span.lo), min(b - 1, span.hi)
+            cond[lo - a : hi - a] = latent[lo - span.lo : hi - span.lo]
+            return cond, None
+        with torch.no_grad():
+            levels, scale = self.model.decoders[domain].spectrum_and_flutter(latent[None])
+            at = span.lo * cfg.latent_stride  # the frame levels[0] stands for
+            whole = [levels[0].float()] + ([] if scale is None else [scale[0]])
+            if cfg.encoder_input != "spectrum" and span.hi == self.latent_frames(track.samples):
+                whole = [self._frame_per_sample(x) for x in whole]
+            lo, hi = max(a, at), min(b, frames + 1, at + whole[0].shape[0])
+            window = [x.new_zeros(b - a, x.shape[1]) for x in whole]
+            for w, x in zip(window, whole):
+                w[lo - a : hi - a] = x[lo - at : hi - at]
+            levels = window[0]
+            amount = self.sampling[domain].flutter
+            if scale is not None and amount > 0:
+                levels = spectral.add_flutter(levels, window[1], amount, self._flutter_draw(domain, track.key, a, b))
+            amp = spectral.peaks(spectral.amplitude(levels))
+            generator = torch.Generator().manual_seed(_chunk_seed(self.seed, domain, track.key, -1))
+            oscillators = spectral.Oscillators(amp, self.model.freqs, cfg.pool, cfg.sample_rate, generator, offset=a)
+            cond = levels[:-1].clone()
+            cond[max(0, frames - a) :] = 0.0  # the frame centred on the end sounds only in the excitation
+        return cond, oscillators
+
+    def _flutter_draw(self, domain: str, key: str, first: int, last: int) -> torch.Tensor:
+        """The flutter draws (spectral.flutter_draw) of frames first .. last - 1, a block of
+        FLUTTER_BLOCK frames from each seed, so that they do not depend on the spans."""
+        bins = self.model.cfg.spectrum_bins
+        blocks = range(first // FLUTTER_BLOCK, -(-last // FLUTTER_BLOCK))
+        draws = [spectral.flutter_draw(FLUTTER_BLOCK, bins, torch.Generator().manual_seed(
+            _chunk_seed(self.seed, domain, key, f"flutter {block}"))) for block in blocks]  # fmt: skip
+        at = blocks.start * FLUTTER_BLOCK
+        return torch.cat(draws)[first - at : last - at].to(self.device)
+
+    def _hand_out(self, track: Track, first: int, end: int, rendered: np.ndarray | None,
+                  oscillators: spectral.Oscillators | None, progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+        """A span's samples for the track: the WaveNet's `rendered` frames first - 1 .. end - 1
+        joined with the previous span's last frame, this span's last frame held back unless
+        it is the recording's last (with render_residual, the excitation added), or the
+        excitation alone (the sines renderer: rendered None); trimmed to the recording."""
         p = self.pool
-        fade_at = at + (self.overlap - 1) * p
-        ramp = (np.arange(p, dtype=np.float32) + 0.5) / p
-        fade_in, fade_out = (np.sin(ramp * np.pi / 2), np.cos(ramp * np.pi / 2)) if self.equal_power else (ramp, 1 - ramp)
+        final = end * p >= track.samples
+        if rendered is None:
+            start, stop = first, end
+            with torch.no_grad():
+                audio = oscillators.summed(start, stop).clamp(-1.0, 1.0).cpu().numpy()
+            if progress is not None:
+                progress(min(stop * p, track.samples) - start * p)
+        else:
+            if track.pending is not None:
+                rendered[:p] += track.pending * self._fades()[1]
+            start, stop = max(first - 1, 0), end if final else end - 1
+            track.pending = None if final else rendered[-p:].copy()
+            audio = rendered[(start - first + 1) * p : (stop - first + 1) * p]
+            if (
+                self.model.cfg.render_residual
+            ):  # the excitation runs unbroken over the whole recording: added after the joins
+                with torch.no_grad():
+                    audio = self.model.waveform(torch.from_numpy(audio), oscillators.summed(start, stop).cpu()).numpy()
+        return audio[: max(0, track.samples - start * p)]
+
+    def _fades(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gains (fade in, fade out) over the frame where one chunk hands over to the next."""
+        ramp = (np.arange(self.pool, dtype=np.float32) + 0.5) / self.pool
+        if self.equal_power:
+            return np.sin(ramp * np.pi / 2), np.cos(ramp * np.pi / 2)
+        return ramp, 1 - ramp
+
+    def _stitch(self, out: np.ndarray, chunk: np.ndarray, fade_at: int) -> None:
+        """Write a chunk whose crossfade frame starts at sample `fade_at` of out: its warm-up
+        frames are dropped, the crossfade frame joins what the previous chunk left there, the
+        rest is copied."""
+        p, k = self.pool, self.overlap
+        fade_in, fade_out = self._fades()
         join = slice(fade_at, fade_at + p)
-        out[join] = out[join] * fade_out + chunk[fade_at - at : fade_at - at + p] * fade_in
-        out[fade_at + p : at + chunk.size] = chunk[fade_at - at + p :]
+        out[join] = out[join] * fade_out + chunk[(k - 1) * p : k * p] * fade_in
+        out[fade_at + p : fade_at + p + chunk.size - k * p] = chunk[k * p :]
 
 
-def _chunk_seed(seed: int, domain: str, key: str, index: int) -> int:
+class _Scaled:
+    """A progress callback that passes on `share` of each count, one report at a time (the
+    WaveNet's streams report from their own threads)."""
+
+    def __init__(self, progress: Callable[[int], None], share: float):
+        self.progress, self.share, self.total, self.passed = progress, share, 0.0, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self.lock:
+            self.total += n * self.share
+            step, self.passed = int(self.total) - self.passed, int(self.total)
+            self.progress(step)
+
+
+def array_reader(audio: np.ndarray) -> Reader:
+    """A Reader of samples held in memory."""
+
+    def read(start: int, stop: int) -> np.ndarray:
+        out = np.zeros(max(0, stop - start), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, audio.size)
+        if lo < hi:
+            out[lo - start : hi - start] = audio[lo:hi]
+        return out
+
+    return read
+
+
+def _chunk_seed(seed: int, domain: str, key: str, index: int | str) -> int:
     return zlib.crc32(f"{seed}\0{domain}\0{key}\0{index}".encode())

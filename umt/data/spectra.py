@@ -53,7 +53,7 @@ def analyse(spectrum: SemitoneSpectrum, audio: np.ndarray) -> tuple[torch.Tensor
     hop = spectrum.hop
     frames = audio.size // hop + 1
     piece = ANALYSIS_SECONDS * spectrum.sample_rate // hop
-    margin = -(-spectrum.cqt.kernel_width // (2 * hop)) + 1  # frames a kernel reaches on either side
+    margin = spectrum.margin
     padded = np.zeros(frames * hop, dtype=np.float32)
     padded[: audio.size] = audio
     x = torch.from_numpy(padded).to(spectrum.gain.device)
