@@ -144,6 +144,24 @@ class ModelConfig:
         return self.decoder_blocks * (2**self.decoder_layers - 1) + 1
 
 
+def parse_settings(items: list[str]) -> dict:
+    """['latent_channels=16', 'render_residual=false'] -> {'latent_channels': 16, 'render_residual': False},
+    each value read as the type of that ModelConfig field."""
+    defaults = ModelConfig()
+    settings = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not hasattr(defaults, name) or name == "domains":
+            raise UserError(f"--model-set {item}: expected NAME=VALUE with NAME a model setting (see umt.model.ModelConfig)")
+        kind = type(getattr(defaults, name))
+        try:
+            value = {"true": True, "false": False}[text.lower()] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            raise UserError(f"--model-set {item}: {text!r} is not a {kind.__name__}") from None
+        settings[name] = value
+    return settings
+
+
 def dilations(blocks: int, layers: int) -> list[int]:
     return [2**i for _ in range(blocks) for i in range(layers)]
 

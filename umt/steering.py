@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -303,6 +304,32 @@ def load_probes(path) -> tuple[str, list[Probe]]:
     if state.get("kind") != PROBE_KIND:
         raise UserError(f"{path}: not a probe file (train one with `umt probe train`)")
     return state["config"]["trait"], sorted((Probe.from_dict(p) for p in state["model"].values()), key=lambda p: -p.accuracy)
+
+
+def choose(steer: list[str], groups: list[list[Site]], best: int, threshold: float) -> Steering | None:
+    """The Steering of every --steer PROBE[:ALPHA] in `steer`, or None when there is none: in
+    each group of sites (the sites one output runs through: one target domain's frame network,
+    or the LM's heads), the probe's `best` sites (--steer-sites), monitored at `threshold`
+    (--steer-threshold; 1: never paused)."""
+    if not steer:
+        return None
+    if best < 1:
+        raise UserError("--steer-sites must be positive")
+    if not 0 < threshold <= 1:
+        raise UserError(f"--steer-threshold {threshold:g}: choose a probability in (0, 1]")
+    sites = list({site.name: site for group in groups for site in group}.values())
+    chosen, alphas = [], []
+    for text in steer:
+        path, alpha = parse_steer(text)
+        trait, probes = load_probes(Path(path))
+        in_groups = [[p for p in probes if p.site in {site.name for site in group}][:best] for group in groups]
+        usable = list({p.site: p for group in in_groups for p in group}.values())
+        if not usable:
+            raise UserError(f"--steer {text}: none of its probes' sites is in this model")
+        chosen += usable
+        alphas += [alpha] * len(usable)
+        print(f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}")
+    return Steering(sites, chosen, alphas, threshold if threshold < 1 else None)
 
 
 def parse_steer(text: str) -> tuple[str, float]:

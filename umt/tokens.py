@@ -26,6 +26,18 @@ from umt.quantization.dependence import codebook_dependence
 from umt.runtime import stop_requests
 from umt.translator import Translator
 
+TOKENIZER_RUN = {"steps": 1500, "lr": 5e-4, "mmd_weight": 0.0}  # what `umt tokenizer train` changes of the base's training
+
+
+def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given: dict) -> dict:
+    """The training options of a new tokenizer run (umt.train.train --from the trained model):
+    a residual VQ of `codebooks` x `codebook_size` added, frames only (no renderer crops), the
+    decoders frozen unless tune_decoders, TOKENIZER_RUN over the base's training and the
+    options `given` over that."""
+    model = {"codebooks": codebooks, "codebook_size": codebook_size}
+    return {**TOKENIZER_RUN, "render_batch_size": 0, "model_overrides": model, "freeze_decoders": not tune_decoders, **given}
+
+
 def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list[torch.Tensor]:
     """The tokens [F, K] of every file of a split (all domains), on the CPU."""
     entries = manifest.entries(split=split)
@@ -166,6 +178,12 @@ def load_lm(state: dict) -> TokenLM:
     lm = TokenLM(LMConfig(**state["config"]))
     lm.load_state_dict(state["model"])
     return lm.eval()
+
+
+def check_fits(lm: TokenLM, cfg) -> None:
+    """Refuse a token LM trained on another tokenizer than the one of a model (its ModelConfig)."""
+    if (lm.cfg.codebooks, lm.cfg.codebook_size) != (cfg.codebooks, cfg.codebook_size):
+        raise UserError("the token LM was trained on another tokenizer than the model's")
 
 
 def carried_lm(model_path: Path | str, mode: str) -> TokenLM | None:

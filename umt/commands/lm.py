@@ -1,0 +1,59 @@
+"""`umt lm train`: the token language model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from umt.commands import flags
+from umt.errors import UserError
+
+
+def add(commands) -> None:
+    from umt.lm import MODES, LMConfig
+
+    p = commands.add_parser("lm", help="the token language model")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="train a token LM on a model's tokens of a prepared dataset",
+        description="Tokenizes the train and val splits (every domain) with MODEL's tokenizer and trains a small "
+        "causal transformer on windows of --context frames; writes OUT/last.pt and OUT/best.pt (lowest val NLL), "
+        "and scores best.pt on the test split at the end.",
+    )
+    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("--model", type=Path, required=True, help="a model with a tokenizer")
+    t.add_argument("--out", type=Path, required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--mode", choices=MODES, default="parallel", help="parallel (one step a frame, K heads, delays) or joint "
+                   "(one step a token) (default: %(default)s)")  # fmt: skip
+    for name in ("layers", "heads", "dim", "context"):
+        t.add_argument(f"--{name}", type=int, default=getattr(LMConfig, name), help="(default: %(default)s)")
+    t.add_argument("--steps", type=int, default=3000, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=16, help="windows a step (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    t.add_argument("--val-every", type=int, default=250, help="(default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    flags.device_flag(t)
+    t.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.lm import LMConfig
+    from umt.tokens import train_lm
+    from umt.translator import Translator
+
+    if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0:
+        raise UserError("--steps, --batch-size, --val-every and --lr must be positive")
+    device = flags.device(args.device)
+    translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
+    model_cfg = translator.model.cfg
+    cfg = LMConfig(model_cfg.codebooks, model_cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context)
+    cfg.check()
+    scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
+                      args.seed, args.val_every, args.resume)  # fmt: skip
+    test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
+    print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
+    return 0

@@ -1,0 +1,93 @@
+"""`umt tokenizer train | measure`: a residual-VQ tokenizer of the latent, and how independent its codebooks are."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from umt.commands import flags
+from umt.errors import UserError
+
+
+def add(commands) -> None:
+    from umt.tokens import TOKENIZER_RUN
+
+    p = commands.add_parser("tokenizer", help="a residual-VQ tokenizer of the latent, and how independent its codebooks are")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="fit a tokenizer onto a trained model",
+        description="Inserts a residual VQ between the encoder and the decoders of MODEL and trains it (its "
+        "codebooks and the linear maps around it) through the frozen model: the frame networks' loss on the quantised "
+        "latent, the commitment loss and, with --mmd-weight, the independence loss. Writes a run like umt train "
+        "(OUT/best.pt is the model with its tokenizer).",
+    )
+    t.add_argument("prep", type=Path, metavar="PREP")
+    t.add_argument("--from", dest="base", type=Path, help="the trained model (a checkpoint or run folder)")
+    t.add_argument("--out", type=Path, required=True, help="run folder")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    # defaults of a new run; on --resume, only the flags given change the stored settings
+    t.add_argument("--codebooks", type=int, default=4, help="K (default: %(default)s)")
+    t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
+    t.add_argument("--mmd-weight", type=float, help=f"weight of the independence loss (default: {TOKENIZER_RUN['mmd_weight']})")
+    t.add_argument("--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays")
+    t.add_argument(
+        "--tune-decoders", action="store_true",
+        help="fine-tune the frame networks to the quantised latent too (by default they stay as they are, so the "
+        "model's continuous translations do not change)",
+    )  # fmt: skip
+    t.add_argument("--steps", type=int, help=f"(default: {TOKENIZER_RUN['steps']})")
+    t.add_argument("--lr", type=float, help=f"(default: {TOKENIZER_RUN['lr']})")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the base model's run's)")
+    flags.device_flag(t)
+    t.set_defaults(run=run_train)
+    m = actions.add_parser(
+        "measure",
+        help="mutual information between codebooks and their perplexity, on a split's tokens",
+        description="Tokenizes every file of a split and prints the mutual information (bits; Miller-Madow "
+        "corrected) between every pair of codebooks, its floor (one stream permuted), and each codebook's perplexity.",
+    )
+    m.add_argument("--model", type=Path, required=True)
+    m.add_argument("--data", type=Path, required=True, help="a prepared dataset")
+    m.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default: %(default)s)")
+    m.add_argument("--json", type=Path, help="also write the figures here")
+    flags.device_flag(m)
+    m.set_defaults(run=run_measure)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from umt.tokens import tokenizer_run
+    from umt.train import train
+
+    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0:
+        raise UserError("--codebooks must be positive, --codebook-size at least 2, --mmd-weight not negative")
+    given = {k: getattr(args, k) for k in ("steps", "lr", "mmd_weight", "precision") if getattr(args, k) is not None}
+    if args.no_mmd_delays:
+        given["mmd_delayed"] = False
+    options = given
+    if not args.resume:
+        if args.base is None:
+            raise UserError("--from MODEL: name the trained model to fit a tokenizer onto (or --resume a run)")
+        options = tokenizer_run(args.codebooks, args.codebook_size, tune_decoders=args.tune_decoders, given=given)
+    train(args.prep, args.out, options, args.device, args.resume, None if args.resume else args.base)
+    return 0
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.fileio import write_json
+    from umt.tokens import measure
+    from umt.translator import Translator
+
+    device = flags.device(args.device)
+    figures = measure(Translator(load_model(args.model, device), device, tokens=True), Manifest.read(args.data), args.split)
+    k = len(figures["perplexity"])
+    print(f"{figures['frames']} frames of the {args.split} split; mutual information between codebooks (bits), floor in brackets:")
+    for i in range(k):
+        print("  " + "  ".join("   -   " if i == j else f"{figures['mi'][i][j]:.3f} ({figures['floor'][i][j]:.3f})" for j in range(k)))
+    print(f"mean over pairs {figures['mean_mi']:.3f} bits (floor {figures['mean_floor']:.3f})")
+    print("perplexity per codebook: " + ", ".join(f"{p:.1f}" for p in figures["perplexity"]))
+    if args.json:
+        write_json(args.json, figures)
+    return 0
