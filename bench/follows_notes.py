@@ -30,7 +30,7 @@ def main() -> None:
         audio = load_audio(path, args.sample_rate)
         agreement = pitch_class_agreement(pitch_classes(audio, args.sample_rate), source_track)
         shown = "n/a (nothing voiced)" if agreement is None else f"{agreement:.3f}"
-        print(f"{str(path):<40} {chroma_similarity(audio, source, args.sample_rate):.3f}   {shown}")
+        print(f"{path!s:<40} {chroma_similarity(audio, source, args.sample_rate):.3f}   {shown}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def bf16_agreement(decoder, latent: torch.Tensor, pool: int, excitation: torch.T
     kl = agree = worst = 0.0
     for t in range(codes.shape[1]):
         now = None if excitation is None else excitation[:, t]
-        a, b = (s.step(previous, None if now is None else now.to(p.dtype)).float() for s, p in zip(streams, (fp32, bf16)))
+        a, b = (
+            s.step(previous, None if now is None else now.to(p.dtype)).float() for s, p in zip(streams, (fp32, bf16))
+        )
         la, lb = a.log_softmax(-1), b.log_softmax(-1)
         kl += (la.exp() * (la - lb)).sum(-1).mean().item()
         agree += (a.argmax(-1) == b.argmax(-1)).float().mean().item()
@@ -78,7 +80,11 @@ def bf16_agreement(decoder, latent: torch.Tensor, pool: int, excitation: torch.T
     return f"bf16 vs fp32 on the same inputs: mean KL {kl / n:.2e} nats, argmax agreement {100 * agree / n:.1f}%, max |logit diff| {worst:.3f}"
 
 
-OUTPUTS = {"mulaw8": {}, "mulaw10": {"mulaw_bits": 10}, "logistic": {"sample_output": "logistic"}}  # ModelConfig settings
+OUTPUTS = {
+    "mulaw8": {},
+    "mulaw10": {"mulaw_bits": 10},
+    "logistic": {"sample_output": "logistic"},
+}  # ModelConfig settings
 
 
 def main() -> None:
@@ -91,7 +97,9 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also time the naive recompute-everything loop")
     parser.add_argument("--baseline-steps", type=int, default=3, help="samples the naive loop generates (batch 1)")
     parser.add_argument("--check-bf16", action="store_true", help="compare bf16 with fp32 output distributions")
-    parser.add_argument("--output", choices=list(OUTPUTS), default="mulaw8", help="what the WaveNet predicts (default: %(default)s)")
+    parser.add_argument(
+        "--output", choices=list(OUTPUTS), default="mulaw8", help="what the WaveNet predicts (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -103,10 +111,16 @@ def main() -> None:
     decoder = (decoder.renderer if cfg.spectral else decoder).to(device).eval()  # a spectral decoder's WaveNet
     frames = max(1, round(args.seconds * cfg.sample_rate / cfg.pool))
     latent = torch.randn(args.batch, frames, cfg.spectrum_bins if cfg.spectral else cfg.latent_channels, device=device)
-    excitation = torch.randn(args.batch, frames * cfg.pool, cfg.excitation_bands, device=device) if cfg.spectral else None
+    excitation = (
+        torch.randn(args.batch, frames * cfg.pool, cfg.excitation_bands, device=device) if cfg.spectral else None
+    )
     packed = PackedDecoder(decoder, cfg.pool, dtype)
     streams = args.streams or default_streams(device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
 
     first = None if excitation is None else excitation[:, : cfg.pool]
     generate(packed, latent[:, :1], streams=streams, excitation=first)  # warm-up: allocation, first-touch of buffers
@@ -127,13 +141,19 @@ def main() -> None:
         f"{100 * achieved / peak:.0f}% of the measured {args.precision} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
     )
     if args.baseline:
-        naive = naive_rate(decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps, cfg.spectral)
+        naive = naive_rate(
+            decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps, cfg.spectral
+        )
         print(
             f"naive (batch 1, a full forward over the {cfg.decoder_receptive_field}-sample receptive field "
             f"per sample): {naive:,.2f} samples/s; incremental is {rate / naive:,.0f}x faster"
         )
     if args.check_bf16:
-        print(bf16_agreement(decoder, latent[:4, :2], cfg.pool, None if excitation is None else excitation[:4, : 2 * cfg.pool]))
+        print(
+            bf16_agreement(
+                decoder, latent[:4, :2], cfg.pool, None if excitation is None else excitation[:4, : 2 * cfg.pool]
+            )
+        )
     print(f"samples_per_s={rate:.0f}")
 
 

@@ -34,7 +34,9 @@ from umt.spectral import SemitoneSpectrum
 from umt.translator import Translator
 
 
-def frames_and_chroma(model, manifest: Manifest, split: str, clips: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+def frames_and_chroma(
+    model, manifest: Manifest, split: str, clips: int, seconds: float
+) -> tuple[np.ndarray, np.ndarray]:
     cfg = model.cfg
     spectrum = SemitoneSpectrum(cfg.sample_rate, cfg.pool, 24, 96)
     samples = int(seconds * cfg.sample_rate) // cfg.pool * cfg.pool
@@ -43,7 +45,9 @@ def frames_and_chroma(model, manifest: Manifest, split: str, clips: int, seconds
         for entry in [e for e in manifest.entries(domain, split) if e.samples >= samples][:clips]:
             audio = torch.from_numpy(manifest.excerpt(entry, (entry.samples - samples) // 2, samples))[None]
             with torch.no_grad():
-                latent = model.encode(mu_law_encode(audio))[0].repeat_interleave(cfg.latent_stride, dim=0)  # at the frame rate
+                latent = model.encode(mu_law_encode(audio))[0].repeat_interleave(
+                    cfg.latent_stride, dim=0
+                )  # at the frame rate
                 amp = spectrum(audio)[0][0]
             n = min(latent.shape[0], amp.shape[0])
             chroma = amp[:n].view(n, 8, 12).sum(1)
@@ -61,8 +65,12 @@ def instrument_distances(model, manifest: Manifest, clips: int, seconds: float) 
     pieces = choose_clips(manifest, domains[0], clips, samples)
     latents = {(d, i): translator.encode(paired_clip(manifest, clip, d, samples).audio).numpy()
                for i, clip in enumerate(pieces) for d in domains}  # fmt: skip
-    same_music = [np.abs(latents[a, i] - latents[b, i]).mean() for i in range(len(pieces)) for a, b in combinations(domains, 2)]
-    same_domain = [np.abs(latents[d, i] - latents[d, j]).mean() for d in domains for i, j in combinations(range(len(pieces)), 2)]
+    same_music = [
+        np.abs(latents[a, i] - latents[b, i]).mean() for i in range(len(pieces)) for a, b in combinations(domains, 2)
+    ]
+    same_domain = [
+        np.abs(latents[d, i] - latents[d, j]).mean() for d in domains for i, j in combinations(range(len(pieces)), 2)
+    ]
     return float(np.mean(same_music)), float(np.mean(same_domain))
 
 
@@ -72,7 +80,9 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--clips", type=int, default=16, help="files per domain and split")
     parser.add_argument("--seconds", type=float, default=8.0, help="excerpt of each file")
-    parser.add_argument("--paired-clips", type=int, default=6, help="test pieces for the instrument measure (0: skip it)")
+    parser.add_argument(
+        "--paired-clips", type=int, default=6, help="test pieces for the instrument measure (0: skip it)"
+    )
     args = parser.parse_args()
     from sklearn.linear_model import Ridge
 

@@ -67,15 +67,22 @@ def run(args: argparse.Namespace, minutes: float, model: Path | None) -> None:
             command += ["--batch-size", str(args.batch_size)]
         start = time.perf_counter()
         # each run in its own process, measured by a wrapper that reports that process's own peak
-        probe = ("import resource, subprocess, sys; "
-                 "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-        peak_kb = int(subprocess.run([sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True).stdout)
+        probe = (
+            "import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        peak_kb = int(
+            subprocess.run([sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True).stdout
+        )
         seconds = time.perf_counter() - start
         out = sf.info(root / "out" / cfg.domains[0] / "long.wav")
     name = model.name if args.model else args.preset
-    print(f"{name}, {minutes:g} min: output {out.duration:.2f} s; wall {seconds:.1f} s = {minutes * 60 / seconds:.2f}x "
-          f"real time; peak_rss_mb={peak_kb / 1024:.0f}", flush=True)
+    print(
+        f"{name}, {minutes:g} min: output {out.duration:.2f} s; wall {seconds:.1f} s = {minutes * 60 / seconds:.2f}x "
+        f"real time; peak_rss_mb={peak_kb / 1024:.0f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from umt import spectral
 from umt.checkpoint import load_checkpoint, load_model
 from umt.data.manifest import Manifest
 from umt.evaluate import choose_clips
-from umt.measures import chroma_similarity, lsd, mr_stft_distance, noise_floor_db, pitch_class_agreement, pitch_classes
 from umt.generate import PackedDecoder, generate
 from umt.judge import load_judge
+from umt.measures import chroma_similarity, lsd, mr_stft_distance, noise_floor_db, pitch_class_agreement, pitch_classes
 
 
 def oracle_inputs(model, audio: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +75,9 @@ def main() -> None:
     first = load_model(args.checkpoints[0])
     domains = args.domains.split(",") if args.domains else first.cfg.domains
     samples = int(args.seconds * rate) // first.cfg.pool * first.cfg.pool
-    clips = {d: np.stack([c.audio for c in choose_clips(manifest, d, args.clips, samples, split="val")]) for d in domains}
+    clips = {
+        d: np.stack([c.audio for c in choose_clips(manifest, d, args.clips, samples, split="val")]) for d in domains
+    }
     tracks = {d: [pitch_classes(c, rate) for c in clips[d]] for d in domains}
     print(f"{args.clips} val clips of {samples / rate:g} s per domain; (floor) = against an unrelated clip of the same domain; "
           "noise = the noise floor's excess over the clip's own, dB")  # fmt: skip

@@ -37,7 +37,7 @@ MEASURES = ("target_accuracy", "noise_floor_excess_db", "lsd", "mr_stft", "chrom
 
 def choose(rows: list[tuple[Sampling, dict]], noise_db: float) -> tuple[Sampling, dict]:
     """The setting of the module docstring's rule among (sampling, scores) rows."""
-    excess = lambda row: abs(row["noise_floor_excess_db"])  # noqa: E731
+    excess = lambda row: abs(row["noise_floor_excess_db"])
     eligible = [e for e in rows if excess(e[1]) <= noise_db] or [min(rows, key=lambda e: excess(e[1]))]
     return min(eligible, key=lambda e: (-e[1]["target_accuracy"], e[1]["mr_stft"]))
 
@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--flutter", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--clips", type=int, default=3, help="val clips per source domain (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--noise-db", type=float, default=6.0, help="the noise floor's tolerance (default: %(default)s)")
+    parser.add_argument(
+        "--noise-db", type=float, default=6.0, help="the noise floor's tolerance (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the chosen sampling, JSON")
     args = parser.parse_args()
 
@@ -80,7 +82,10 @@ def main() -> None:
                 refs += [paired_clip(manifest, c, target, samples) for c in clips[source]]
             row = scorer.score(audio, refs, target)
             rows.append((Sampling(temperature, flutter), row))
-            print(f"{target:<8} {temperature:>4g} {flutter:>7g}  " + "  ".join(f"{row[m]:>12.3f}" for m in MEASURES), flush=True)
+            print(
+                f"{target:<8} {temperature:>4g} {flutter:>7g}  " + "  ".join(f"{row[m]:>12.3f}" for m in MEASURES),
+                flush=True,
+            )
         sampling, row = choose(rows, args.noise_db)
         chosen[target] = asdict(sampling)
         print(f"{target}: temperature {sampling.temperature:g}, flutter {sampling.flutter:g} (judge {row['target_accuracy']:.2f}, "

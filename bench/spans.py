@@ -47,7 +47,9 @@ def main() -> None:
     batch = max(1, round(args.span_seconds * cfg.sample_rate / cfg.pool / chunk_frames))
     for renderer in args.renderer or [r for r in RENDERERS if cfg.spectral or r == "wavenet"]:
         spanned, whole = (
-            Translator(model, torch.device("cpu"), batch_size=batch, chunk_seconds=args.chunk_seconds, renderer=renderer)
+            Translator(
+                model, torch.device("cpu"), batch_size=batch, chunk_seconds=args.chunk_seconds, renderer=renderer
+            )
             for _ in range(2)
         )
         whole.span_frames = 1 << 40

@@ -69,11 +69,17 @@ def measure(name: str, part: str, domains: int, batch: int, crop: int, steps: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="spectral")
-    parser.add_argument("--part", choices=["frames", "renderers"], default="frames", help="a spectral preset's part of a step")
+    parser.add_argument(
+        "--part", choices=["frames", "renderers"], default="frames", help="a spectral preset's part of a step"
+    )
     parser.add_argument("--domains", type=int, default=4)
     parser.add_argument("--batch-size", type=int, help="per domain (default: the preset's for the part)")
     parser.add_argument("--crop", type=int, help="samples (default: the preset's for the part)")
-    parser.add_argument("--chroma-weight", type=float, help="spectral frames: the translation-chroma term's weight (default: the preset's)")
+    parser.add_argument(
+        "--chroma-weight",
+        type=float,
+        help="spectral frames: the translation-chroma term's weight (default: the preset's)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--activation-checkpointing", action="store_true")
@@ -85,7 +91,11 @@ def main() -> None:
     renderers = args.part == "renderers" and "render_batch_size" in training
     batch = args.batch_size or training["render_batch_size" if renderers else "batch_size"]
     crop = args.crop or training["render_crop" if renderers else "crop"]
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    )
     print(f"# {args.preset}: {describe(preset(args.preset, ['d'] * 1)).splitlines()[1]}")
     rate, seconds = measure(args.preset, args.part, args.domains, batch, crop, args.steps, args.precision, device,
                             args.activation_checkpointing, args.chroma_weight)  # fmt: skip

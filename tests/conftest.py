@@ -8,7 +8,7 @@ import soundfile as sf
 
 
 def tone(seconds: float, sample_rate: int = 16000, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import tone
+
 from umt.audio import AudioError, audio_files, load_audio, mu_law_decode, mu_law_encode, write_audio
 from umt.fileio import atomic_path
 
@@ -43,10 +43,9 @@ def test_write_then_read_round_trip(tmp_path: Path, suffix: str):
 def test_failed_atomic_write_leaves_nothing(tmp_path: Path):
     target = tmp_path / "out.wav"
     target.write_bytes(b"previous")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
 

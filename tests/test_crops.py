@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import tone, write_tone
+
 from umt.data.augment import Segment, pitch_shift_segment, random_segment
 from umt.data.crops import CropDataset, crop_loader
 from umt.data.prepare import prepare
@@ -67,6 +67,7 @@ def test_files_are_drawn_in_proportion_to_duration(prepared: Path):
     from umt.data.manifest import Manifest
 
     ds = CropDataset(Manifest.read(prepared), "piano", crop=8000, augment=False)
+
     # short.wav (1 s, 300 Hz) has 8001 crop positions, long.wav (3 s, 500 Hz) 40001.
     def is_short(codes: torch.Tensor) -> bool:
         crossings = int(((codes[1:] >= 128) != (codes[:-1] >= 128)).sum())

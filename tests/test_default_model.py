@@ -26,7 +26,19 @@ def test_the_default_model_continues_the_example_with_its_token_lms(tmp_path: Pa
     assert set(load_checkpoint(DEFAULT_MODEL)["lm"]) == {"parallel", "joint"}
     for mode in ("parallel", "joint"):
         out = tmp_path / f"{mode}.wav"
-        argv = ["generate", "--prompt", str(EXAMPLE_CLIP), "--seconds", "0.5", "--to", "piano", "-o", str(out), "--mode", mode]
+        argv = [
+            "generate",
+            "--prompt",
+            str(EXAMPLE_CLIP),
+            "--seconds",
+            "0.5",
+            "--to",
+            "piano",
+            "-o",
+            str(out),
+            "--mode",
+            mode,
+        ]
         assert main(argv) == 0
         assert sf.info(out).frames == 8000 and f"the {mode} LM" in capsys.readouterr().out
 
@@ -62,9 +74,17 @@ def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: P
     state["model"] = {re.sub(r"layers\.(\d+)\.conv\.", r"convs.\1.", k): v for k, v in state["model"].items()}
     assert "decoders.low.renderer.convs.0.weight" in state["model"]
     save_checkpoint(frames_ckpt, state)
-    argv = ["export", str(frames_ckpt), str(tmp_path / "m.pt"), "--renderers-from", str(tmp_path / "render" / "last.pt")]
+    argv = [
+        "export",
+        str(frames_ckpt),
+        str(tmp_path / "m.pt"),
+        "--renderers-from",
+        str(tmp_path / "render" / "last.pt"),
+    ]
     assert main(argv) == 0
-    merged, frames, render = (load_model(p).state_dict() for p in (tmp_path / "m.pt", frames_ckpt, tmp_path / "render" / "last.pt"))
+    merged, frames, render = (
+        load_model(p).state_dict() for p in (tmp_path / "m.pt", frames_ckpt, tmp_path / "render" / "last.pt")
+    )
     for key, value in merged.items():
         assert torch.equal(value, (render if ".renderer." in key else frames)[key]), key
     assert main(argv[:3] + ["--renderers-from", str(tiny_checkpoint)]) == 2
@@ -86,7 +106,10 @@ def test_chunk_joins_of_the_default_model_are_level(tmp_path: Path):
 
     def envelope(chunk_seconds: str) -> np.ndarray:
         out = tmp_path / chunk_seconds
-        assert main(["translate", str(EXAMPLE_CLIP), "--to", "piano", "--chunk-seconds", chunk_seconds, "-o", str(out)]) == 0
+        assert (
+            main(["translate", str(EXAMPLE_CLIP), "--to", "piano", "--chunk-seconds", chunk_seconds, "-o", str(out)])
+            == 0
+        )
         audio, _ = sf.read(out / "piano" / "example.wav")
         frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # 10 ms
         return 20 * np.log10(np.sqrt((frames**2).mean(-1)) + 1e-9)
@@ -99,7 +122,9 @@ def test_chunk_joins_of_the_default_model_are_level(tmp_path: Path):
         assert abs(dips.mean()) < 1.0 and dips.min() > -3.0, dips.round(1)
 
 
-def test_export_stores_each_domains_sampling_and_translation_uses_it(tmp_path: Path, tiny_spectral_checkpoint: Path, capsys):
+def test_export_stores_each_domains_sampling_and_translation_uses_it(
+    tmp_path: Path, tiny_spectral_checkpoint: Path, capsys
+):
     import json
 
     from umt.checkpoint import load_model
@@ -111,12 +136,29 @@ def test_export_stores_each_domains_sampling_and_translation_uses_it(tmp_path: P
     model = load_model(tmp_path / "m.pt")
     device = torch.device("cpu")
     assert Translator(model, device).sampling == {"low": Sampling(0.0, 0.5), "high": Sampling(1.0, 1.0)}
-    assert Translator(model, device, temperature=0.7).sampling == {"low": Sampling(0.7, 0.5), "high": Sampling(0.7, 1.0)}
+    assert Translator(model, device, temperature=0.7).sampling == {
+        "low": Sampling(0.7, 0.5),
+        "high": Sampling(0.7, 1.0),
+    }
     choice.write_text(json.dumps({"middle": {"temperature": 0.0}}))
     assert main(["export", str(tiny_spectral_checkpoint), str(tmp_path / "m.pt"), "--sampling", str(choice)]) == 2
     assert "--sampling: expected" in capsys.readouterr().err
     choice.write_text("{not json")
     assert main(["export", str(tiny_spectral_checkpoint), str(tmp_path / "m.pt"), "--sampling", str(choice)]) == 2
     assert "cannot read it as JSON" in capsys.readouterr().err
-    assert main(["translate", str(EXAMPLE_CLIP), "--model", str(tmp_path / "m.pt"), "--temperature", "-1", "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "translate",
+                str(EXAMPLE_CLIP),
+                "--model",
+                str(tmp_path / "m.pt"),
+                "--temperature",
+                "-1",
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "--temperature -1: must not be negative" in capsys.readouterr().err

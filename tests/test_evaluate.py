@@ -4,13 +4,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import tone
+
 from umt.cli import main
 from umt.data.manifest import Manifest
-from umt.measures import chroma_similarity, pitch_class_agreement, pitch_classes
 from umt.judge import RealCrops, load_judge, train_judge
-from umt.measures import add_noise, lsd, mr_stft_distance, noise_floor_db, onset_f1, transcribe
+from umt.measures import (
+    add_noise,
+    chroma_similarity,
+    lsd,
+    mr_stft_distance,
+    noise_floor_db,
+    onset_f1,
+    pitch_class_agreement,
+    pitch_classes,
+    transcribe,
+)
 
 
 def test_pitch_class_agreement():
@@ -38,7 +47,9 @@ def test_chroma_similarity():
 
 
 def test_fidelity_measures_score_a_clean_signal_above_the_same_signal_with_noise():
-    clean = sum(tone(2.0, 16000, f, 0.2) * np.exp(-np.arange(32000) / 16000.0) for f in (220.0, 330.0, 440.0)).astype(np.float32)
+    clean = sum(tone(2.0, 16000, f, 0.2) * np.exp(-np.arange(32000) / 16000.0) for f in (220.0, 330.0, 440.0)).astype(
+        np.float32
+    )
     noisy = add_noise(clean, -40.0)
     assert noise_floor_db(clean) < noise_floor_db(noisy) - 20  # a pure chord's floor is far below hiss 40 dB down
     assert noise_floor_db(np.zeros(16000, np.float32)) is None
@@ -68,7 +79,9 @@ METRICS_KEYS = {  # documented in the README, section Evaluation
 @pytest.fixture(scope="module")
 def judge_path(two_domains: Path, paired_corpus: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("judge")
-    scores = train_judge([two_domains], out, steps=30, batch_per_domain=4, test_clips=6, crop_seconds=0.5, holdout=[paired_corpus])
+    scores = train_judge(
+        [two_domains], out, steps=30, batch_per_domain=4, test_clips=6, crop_seconds=0.5, holdout=[paired_corpus]
+    )
     assert set(scores["per_domain_accuracy"]) == {"high", "low"}
     assert set(scores["holdout"]) == {str(paired_corpus)}  # a corpus of the same domains it never trained on
     return out / "judge.pt"
@@ -108,7 +121,9 @@ def _holds(recording: np.ndarray, crop: np.ndarray) -> bool:
     return False
 
 
-def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_domains: Path, judge_path: Path, tmp_path: Path):
+def test_evaluate_writes_metrics_report_and_figures(
+    tiny_checkpoint: Path, two_domains: Path, judge_path: Path, tmp_path: Path
+):
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(two_domains), "--out", str(out),
             "--judge", str(judge_path.parent), "--clips", "1", "--seconds", "0.5", "--batch-size", "8"]  # fmt: skip
@@ -133,17 +148,22 @@ def test_evaluate_writes_metrics_report_and_figures(tiny_checkpoint: Path, two_d
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] == pytest.approx(1.0, abs=1e-6)
     assert set(metrics["reconstruction"]) == {"high", "low"} and metrics["reconstruction"]["low"]["bits"] > 0
     report = (out / "report.md").read_text()
-    assert "Target accuracy" in report and "target_accuracy_wavenet.png" in report and "Can each measure fail?" in report
-    assert (out / "target_accuracy_wavenet.png").stat().st_size > 1000 and (out / "chroma_similarity_wavenet.png").is_file()
+    assert (
+        "Target accuracy" in report and "target_accuracy_wavenet.png" in report and "Can each measure fail?" in report
+    )
+    assert (out / "target_accuracy_wavenet.png").stat().st_size > 1000 and (
+        out / "chroma_similarity_wavenet.png"
+    ).is_file()
     assert list(out.glob("example*.png")) and list((out / "clips").glob("*_translation.wav"))
 
 
 @pytest.fixture(scope="module")
 def paired_corpus(tmp_path_factory) -> Path:
     """make-bench style pairing: five pieces, each as a low tone and as the tone two octaves up."""
+    import soundfile as sf
+
     from umt.data.manifest import PAIRING_NAME
     from umt.data.prepare import prepare
-    import soundfile as sf
 
     root = tmp_path_factory.mktemp("paired")
     src = root / "src"
@@ -168,7 +188,9 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, paired_corpus: Path,
     results = metrics["results"]["wavenet"]
     assert metrics["paired"] and results["logmel_l1"]["low"]["high"] > 0 and results["target_accuracy"] is None
     assert results["lsd"]["low"]["high"] > 0 and results["mr_stft"]["low"]["high"] > 0
-    assert metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0 and metrics["identity"]["lsd"]["low"]["low"] == 0.0  # its own ground truth
+    assert (
+        metrics["identity"]["logmel_l1"]["low"]["low"] == 0.0 and metrics["identity"]["lsd"]["low"]["low"] == 0.0
+    )  # its own ground truth
     # Octave-apart renderings of one piece share their chroma: the identity baseline is high.
     assert metrics["identity"]["chroma_similarity"]["low"]["high"] > 0.8
     # pyin hears the same pitch class an octave apart

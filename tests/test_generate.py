@@ -79,7 +79,9 @@ def test_windowed_encoding_equals_whole_file_encoding():
     with torch.no_grad():
         whole = model.encode(mu_law_encode(audio).unsqueeze(0))[0]
     for window in (1, 3, 7, 40):
-        torch.testing.assert_close(encode_long(model, array_reader(audio.numpy()), audio.numel(), window), whole, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            encode_long(model, array_reader(audio.numpy()), audio.numel(), window), whole, rtol=0, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("stride", [1, 5])
@@ -92,7 +94,9 @@ def test_windowed_encoding_over_the_spectrum_equals_whole_file_encoding(stride):
         whole = model.encode(mu_law_encode(audio).unsqueeze(0))[0]
     assert whole.shape[0] == -(-301 // stride)
     for window in (7, 13, 100):
-        torch.testing.assert_close(encode_long(model, array_reader(audio.numpy()), audio.numel(), window), whole, rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            encode_long(model, array_reader(audio.numpy()), audio.numel(), window), whole, rtol=0, atol=1e-4
+        )
 
 
 def test_chunks_join_like_an_unchunked_run():
@@ -102,7 +106,7 @@ def test_chunks_join_like_an_unchunked_run():
     cfg = preset("tiny", ["a"])
     model = UMT(cfg).eval()
     model.decoders["a"].embed.weight.data.zero_()
-    audio = (np.random.default_rng(0).random(37 * cfg.pool + 30).astype(np.float32) - 0.5)
+    audio = np.random.default_rng(0).random(37 * cfg.pool + 30).astype(np.float32) - 0.5
     device = torch.device("cpu")
     whole = Translator(model, device, chunk_seconds=100, temperature=0)
     chunked = Translator(model, device, chunk_seconds=5 * cfg.pool / cfg.sample_rate, temperature=0, batch_size=3)

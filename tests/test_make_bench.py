@@ -54,7 +54,9 @@ def test_make_bench_is_deterministic(corpus: Path, tmp_path: Path):
     assert first.keys() == second.keys()
     assert all(np.array_equal(first[k], second[k]) for k in first)
     other = bench(tmp_path / "other", seed=1)
-    assert [p["name"] for p in other["pieces"]] != [p["name"] for p in json.loads((corpus / "pairing.json").read_text())["pieces"]]
+    assert [p["name"] for p in other["pieces"]] != [
+        p["name"] for p in json.loads((corpus / "pairing.json").read_text())["pieces"]
+    ]
 
 
 def test_domains_sound_different(corpus: Path):
@@ -93,7 +95,7 @@ def test_drums_are_added(tmp_path: Path):
     a, _ = sf.read(plain / "piano" / name)
     b, _ = sf.read(drums / "piano" / name)
     # Drums add broadband energy above the chorale's range.
-    high = lambda x: np.abs(np.fft.rfft(x))[len(x) // 4 :].sum() / np.abs(np.fft.rfft(x)).sum()  # noqa: E731
+    high = lambda x: np.abs(np.fft.rfft(x))[len(x) // 4 :].sum() / np.abs(np.fft.rfft(x)).sum()
     assert high(b) > 2 * high(a)
 
 
@@ -122,7 +124,9 @@ def test_trait_pairs_change_only_their_trait():
     assert np.array_equal(with_trait(notes, "register", "with")["key"], notes["key"] + 12)
     assert np.array_equal(with_trait(notes, "register", "without"), notes)
     short = with_trait(notes, "articulation", "with")
-    assert np.allclose(short["end"] - short["start"], [1 / 3] * 4 + [0.5 / 3]) and np.array_equal(short["key"], notes["key"])
+    assert np.allclose(short["end"] - short["start"], [1 / 3] * 4 + [0.5 / 3]) and np.array_equal(
+        short["key"], notes["key"]
+    )
     outer = with_trait(notes, "density", "without")
     assert sorted(outer["key"].tolist()) == [48, 60, 72]  # the chord's outer voices, and the lone note
     assert np.array_equal(with_trait(notes, "density", "with"), notes)
@@ -132,7 +136,18 @@ def test_make_bench_renders_trait_pairs(tmp_path: Path):
     import librosa
 
     out = tmp_path / "register"
-    argv = ["make-bench", str(out), "--domains", "piano", "--minutes", str(4 / 60), "--clip-seconds", "2", "--trait", "register"]
+    argv = [
+        "make-bench",
+        str(out),
+        "--domains",
+        "piano",
+        "--minutes",
+        str(4 / 60),
+        "--clip-seconds",
+        "2",
+        "--trait",
+        "register",
+    ]
     assert main(argv) == 0
     with_files, without_files = sorted((out / "with").rglob("*.flac")), sorted((out / "without").rglob("*.flac"))
     assert [p.name for p in with_files] == [p.name for p in without_files] and with_files

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from umt.errors import UserError
 from umt.model import SILENCE, UMT, DomainClassifier, ModelConfig, parameter_count, shift_right
 from umt.presets import preset
 from umt.train import check_crop
-from umt.errors import UserError
 
 
 def small_config(**kw) -> ModelConfig:
@@ -62,7 +62,9 @@ def test_checkpoints_from_before_layers_were_modules_load():
         for pattern, replacement in old_names.items():
             key = re.sub(pattern, replacement, key)
         old[key] = value
-    assert "encoder.convs.0.weight" in old and "decoders.a.res_skip.0.bias" in old and "decoders.a.convs.4.weight" in old
+    assert (
+        "encoder.convs.0.weight" in old and "decoders.a.res_skip.0.bias" in old and "decoders.a.convs.4.weight" in old
+    )
     fresh = UMT(cfg)
     fresh.load_state_dict(old)
     for a, b in zip(fresh.state_dict().values(), model.state_dict().values()):

@@ -49,8 +49,8 @@ def test_delays_pair_each_stream_with_the_frame_a_delayed_lm_predicts_beside_it(
 
 # ---------------------------------------------------------------- the tokenizer and the dependence measures
 
-from umt.quantization.dependence import codebook_dependence, mutual_information, perplexity  # noqa: E402
-from umt.quantization.tokenizer import Tokenizer  # noqa: E402
+from umt.quantization.dependence import codebook_dependence, mutual_information, perplexity
+from umt.quantization.tokenizer import Tokenizer
 
 
 def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_input():

@@ -252,13 +252,17 @@ def test_the_flutter_head_learns_the_size_of_its_targets_flutter():
     assert scale.mean().item() == pytest.approx(target, rel=0.25)
 
 
-def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translation(two_domains, tiny_spectral_checkpoint, tmp_path):
+def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translation(
+    two_domains, tiny_spectral_checkpoint, tmp_path
+):
     from umt.checkpoint import load_checkpoint, load_model
     from umt.train import train
     from umt.translator import Translator
 
     out = tmp_path / "flutter"
-    options = dict(steps=2, val_every=2, val_items=2, render_batch_size=0, crop=1600, model_overrides={"spectrum_flutter": True})
+    options = dict(
+        steps=2, val_every=2, val_items=2, render_batch_size=0, crop=1600, model_overrides={"spectrum_flutter": True}
+    )
     train(two_domains, out, options, "cpu", base=tiny_spectral_checkpoint)
     before, after = load_checkpoint(tiny_spectral_checkpoint)["model"], load_checkpoint(out / "last.pt")
     assert after["train"]["flutter_only"] and all(torch.equal(before[k], after["model"][k]) for k in before)
@@ -267,8 +271,10 @@ def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translati
 
     audio = (np.sin(np.arange(SR) / SR * 2 * np.pi * 220) * 0.5).astype(np.float32)
     base = Translator(load_model(tiny_spectral_checkpoint), torch.device("cpu"), renderer="sines")
-    render = lambda translator: translator.decode([translator.encode(audio)], [audio.size], "high", ["x"])[0]  # noqa: E731
-    fluttered = [Translator(load_model(out / "last.pt"), torch.device("cpu"), renderer="sines", flutter=f) for f in (0.0, 1.0)]
+    render = lambda translator: translator.decode([translator.encode(audio)], [audio.size], "high", ["x"])[0]
+    fluttered = [
+        Translator(load_model(out / "last.pt"), torch.device("cpu"), renderer="sines", flutter=f) for f in (0.0, 1.0)
+    ]
     assert np.array_equal(render(fluttered[0]), render(base))  # no flutter: the median spectrum, as before
     drawn = render(fluttered[1])
     assert not np.array_equal(drawn, render(base)) and np.array_equal(drawn, render(fluttered[1]))  # seeded
@@ -333,13 +339,17 @@ def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tm
     common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
     with pytest.raises(UserError, match="--chroma-weight -1"):
         train(two_domains, out, {**common, "steps": 3, "chroma_weight": -1.0})
-    run = train(two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "chroma_weight": 1.0})  # frame networks first
+    run = train(
+        two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "chroma_weight": 1.0}
+    )  # frame networks first
     frames_only = {k: v.clone() for k, v in run.model.state_dict().items()}
     run = train(two_domains, out, {"steps": 6, "batch_size": 0, "render_batch_size": 2}, resume=True)  # then renderers
     after = run.model.state_dict()
     assert run.step == 6
     assert torch.equal(after["encoder.input.weight"], frames_only["encoder.input.weight"])  # frozen by batch size 0
-    assert not torch.equal(after["decoders.low.renderer.embed.weight"], frames_only["decoders.low.renderer.embed.weight"])
+    assert not torch.equal(
+        after["decoders.low.renderer.embed.weight"], frames_only["decoders.low.renderer.embed.weight"]
+    )
     model = load_model(out / "last.pt")
     translator = Translator(model, torch.device("cpu"), chunk_seconds=0.25)
     audio = np.sin(np.arange(SR) / SR * 2 * np.pi * 220).astype(np.float32) * 0.5
@@ -355,15 +365,19 @@ def test_training_and_inference_excitations_have_the_level_of_the_audio(spectrum
     audio = sum(0.3 / h * torch.cos(2 * math.pi * 220 * h * n / SR) for h in (1, 2, 3, 4)).float()  # A3, 4 harmonics
     amp, phase = spectrum(audio[None])
     free = spectral.free_phases(amp.shape[1], 1, freqs, HOP, SR, torch.Generator().manual_seed(0))
-    rms = lambda x: x[..., 2 * HOP : -2 * HOP].pow(2).mean().sqrt().item()  # noqa: E731  (away from the edges)
+    rms = lambda x: x[..., 2 * HOP : -2 * HOP].pow(2).mean().sqrt().item()
     trained = spectral.excitation(spectral.peaks(amp), phase, freqs, HOP, SR).sum(-1)
     rendered = spectral.excitation(spectral.peaks(amp), free, freqs, HOP, SR).sum(-1)
     assert rms(trained) == pytest.approx(rms(audio[None, : trained.shape[1]]), rel=0.05)
     assert rms(rendered) == pytest.approx(rms(trained), rel=0.05)
-    assert rms(spectral.excitation(amp, phase, freqs, HOP, SR).sum(-1)) > 1.3 * rms(trained)  # what training used to see
+    assert rms(spectral.excitation(amp, phase, freqs, HOP, SR).sum(-1)) > 1.3 * rms(
+        trained
+    )  # what training used to see
 
 
-@pytest.mark.parametrize("output,tolerance", [({}, 0.02), ({"mulaw_bits": 10}, 0.005), ({"sample_output": "logistic"}, 1e-6)])
+@pytest.mark.parametrize(
+    "output,tolerance", [({}, 0.02), ({"mulaw_bits": 10}, 0.005), ({"sample_output": "logistic"}, 1e-6)]
+)
 def test_a_residual_renderer_models_the_audio_minus_its_excitation(output, tolerance):
     model = tiny_spectral(**output)
     assert model.cfg.render_residual

@@ -30,7 +30,7 @@ def lm_and_probes():
 
 
 def test_a_probe_finds_a_separable_trait(lm_and_probes):
-    lm, sites, probes, _ = lm_and_probes
+    _, sites, probes, _ = lm_and_probes
     assert [s.name for s in sites] == ["lm.0.0", "lm.0.1", "lm.1.0", "lm.1.1"]
     assert len(probes) == 4 and probes[0].accuracy >= 0.95
     assert probes[0].spread > 0 and abs(float(probes[0].direction.norm()) - 1) < 1e-5
@@ -72,7 +72,7 @@ def test_readings_are_taken_on_the_trailing_window():
 
 
 def test_the_gate_pauses_after_patience_readings_and_resumes(lm_and_probes):
-    lm, sites, probes, _ = lm_and_probes
+    _, sites, probes, _ = lm_and_probes
     steering = Steering(sites, probes[:1], 1.0, threshold=0.9, patience=2)
     readings = torch.tensor([[0.95, 0.95, 0.95, 0.2, 0.95, 0.95, 0.95]])
     assert steering.gate(readings).tolist() == [[1, 1, 0, 0, 1, 1, 0]]
@@ -126,7 +126,9 @@ def test_the_first_steered_site_of_a_call_monitors_it_before_any_nudge(lm_and_pr
 def collect_steps(site, run) -> list[torch.Tensor]:
     """The site's activations [B, T, D] at each call of run()."""
     out: list[torch.Tensor] = []
-    handle = site.module.register_forward_hook(lambda module, args, output: out.append(site.select(output).detach().clone()))
+    handle = site.module.register_forward_hook(
+        lambda module, args, output: out.append(site.select(output).detach().clone())
+    )
     try:
         with torch.no_grad():
             run()
@@ -140,7 +142,11 @@ def test_sites_of_a_translation_model_and_probes_of_other_sites(tiny_spectral_ch
 
     model = load_model(tiny_spectral_checkpoint)
     names = [s.name for s in model_sites(model, "low")]
-    assert names[0] == "latent" and names[1] == "frames.low.0" and len(names) == 1 + len(model.decoders["low"].frames.layers)
+    assert (
+        names[0] == "latent"
+        and names[1] == "frames.low.0"
+        and len(names) == 1 + len(model.decoders["low"].frames.layers)
+    )
     _, _, probes, _ = lm_and_probes
     with pytest.raises(UserError, match="not in this model"):
         Steering(model_sites(model, "low"), probes[:1], 1.0)

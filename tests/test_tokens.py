@@ -96,7 +96,21 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
                  "--codebooks", "2", "--codebook-size", "8", "--mmd-weight", "1", "--steps", "2"]) == 0  # fmt: skip
     assert "mmd" in capsys.readouterr().out
     model = tok / "last.pt"
-    assert main(["tokenizer", "measure", "--model", str(model), "--data", str(two_domains), "--json", str(tmp_path / "mi.json")]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "measure",
+                "--model",
+                str(model),
+                "--data",
+                str(two_domains),
+                "--json",
+                str(tmp_path / "mi.json"),
+            ]
+        )
+        == 0
+    )
     assert "perplexity per codebook" in capsys.readouterr().out and (tmp_path / "mi.json").is_file()
     # the tokens of a split are those of its audio as float samples (int16 PCM would clip at full scale)
     from umt.data.manifest import Manifest, pcm_to_float
@@ -109,18 +123,64 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     with pytest.raises(TypeError, match="float samples"):
         translator.tokenize(pcm)
 
-    small = ["--steps", "2", "--val-every", "1", "--context", "8", "--dim", "16", "--layers", "1", "--heads", "2", "--batch-size", "2"]
+    small = [
+        "--steps",
+        "2",
+        "--val-every",
+        "1",
+        "--context",
+        "8",
+        "--dim",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--batch-size",
+        "2",
+    ]
     for mode in ("parallel", "joint"):
-        assert main(["lm", "train", str(two_domains), "--model", str(model), "--out", str(tmp_path / mode), "--mode", mode, *small]) == 0
+        assert (
+            main(
+                [
+                    "lm",
+                    "train",
+                    str(two_domains),
+                    "--model",
+                    str(model),
+                    "--out",
+                    str(tmp_path / mode),
+                    "--mode",
+                    mode,
+                    *small,
+                ]
+            )
+            == 0
+        )
         assert "test" in capsys.readouterr().out
     shipped = tmp_path / "shipped.pt"
-    assert main(["export", str(model), str(shipped), "--lm", str(tmp_path / "parallel"), "--lm", str(tmp_path / "joint")]) == 0
+    assert (
+        main(["export", str(model), str(shipped), "--lm", str(tmp_path / "parallel"), "--lm", str(tmp_path / "joint")])
+        == 0
+    )
     assert set(load_checkpoint(shipped)["lm"]) == {"parallel", "joint"}
 
-    prompt = sorted((two_domains.parent / "src" / "low").glob("*.wav"))[0]
+    prompt = min((two_domains.parent / "src" / "low").glob("*.wav"))
     for mode in ("parallel", "joint"):
         out = tmp_path / f"{mode}.wav"
-        argv = ["generate", "--prompt", str(prompt), "--seconds", "0.3", "--to", "high", "-o", str(out), "--model", str(shipped)]
+        argv = [
+            "generate",
+            "--prompt",
+            str(prompt),
+            "--seconds",
+            "0.3",
+            "--to",
+            "high",
+            "-o",
+            str(out),
+            "--model",
+            str(shipped),
+        ]
         assert main([*argv, "--mode", mode]) == 0
         assert sf.info(out).frames == 0.3 * 16000
         capsys.readouterr()
@@ -133,7 +193,12 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
                  "--model", str(shipped)]) == 2  # fmt: skip
     assert "nan.wav: 10 non-finite sample(s)" in capsys.readouterr().err and not (tmp_path / "nan-out.wav").exists()
 
-    assert main(["translate", str(prompt), "-o", str(tmp_path / "tr"), "--model", str(shipped), "--tokens", "--to", "high"]) == 0
+    assert (
+        main(
+            ["translate", str(prompt), "-o", str(tmp_path / "tr"), "--model", str(shipped), "--tokens", "--to", "high"]
+        )
+        == 0
+    )
     assert (tmp_path / "tr" / "high" / prompt.name).is_file()
 
     # SMITIN probes on the model's sites and its LM's heads, then steering with them

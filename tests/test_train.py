@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import tone
+
 from umt.checkpoint import load_checkpoint, load_model, save_checkpoint
 from umt.cli import main
 from umt.data.crops import CropDataset, MultiDomainCrops, crop_loader
@@ -37,9 +37,13 @@ def test_overfits_a_tiny_dataset(two_domains: Path, tmp_path: Path):
     assert ce < 0.5 * math.log(256), f"teacher-forced CE {ce:.2f} nats did not fall well below ln 256"
 
 
-def mean_classifier_accuracy(manifest: Manifest, confusion_weight: float, steps: int = 200, confusion: str = "maximize") -> float:
+def mean_classifier_accuracy(
+    manifest: Manifest, confusion_weight: float, steps: int = 200, confusion: str = "maximize"
+) -> float:
     cfg = preset("tiny", manifest.domains)
-    tcfg = TrainConfig(preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight, confusion=confusion)
+    tcfg = TrainConfig(
+        preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight, confusion=confusion
+    )
     run = build_run(cfg, tcfg, cfg.domains, CPU, None)
     data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
     accuracies = []
@@ -73,7 +77,17 @@ def test_resume_continues_the_same_run(two_domains: Path, tmp_path: Path):
 def test_ddp_two_processes_match_one(two_domains: Path, tmp_path: Path):
     common = ["--preset", "tiny", "--steps", "3", "--crop", "400", "--workers", "0", "--val-every", "100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = [sys.executable, "-m", "umt", "train", str(two_domains), "--out", str(tmp_path / "one"), "--batch-size", "2"]
+    single = [
+        sys.executable,
+        "-m",
+        "umt",
+        "train",
+        str(two_domains),
+        "--out",
+        str(tmp_path / "one"),
+        "--batch-size",
+        "2",
+    ]
     subprocess.run([*single, *common], check=True, env=env, capture_output=True)
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "umt", "train"]
     result = subprocess.run(
@@ -81,6 +95,7 @@ def test_ddp_two_processes_match_one(two_domains: Path, tmp_path: Path):
         env=env,
         capture_output=True,
         text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     a, b = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
@@ -106,7 +121,14 @@ def test_add_domain_trains_only_the_new_decoder(two_domains: Path, tmp_path: Pat
     fresh = load_model(tmp_path / "added" / "last.pt")
     assert set(fresh.decoders) == {"high", "low", "mid"}
     with pytest.raises(Exception, match="already has"):
-        train(tmp_path / "prep_mid", tmp_path / "again", dict(steps=1), "cpu", base=tmp_path / "added" / "last.pt", add_domain="mid")
+        train(
+            tmp_path / "prep_mid",
+            tmp_path / "again",
+            dict(steps=1),
+            "cpu",
+            base=tmp_path / "added" / "last.pt",
+            add_domain="mid",
+        )
 
 
 def test_cli_train_writes_checkpoints_and_logs(two_domains: Path, tmp_path: Path, capsys):
@@ -137,7 +159,9 @@ def test_cli_train_bad_inputs(tmp_path: Path, two_domains: Path, capsys):
     assert "--device foo: choose auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert main(["train", str(two_domains), "--out", str(tmp_path / "r2"), "--from", str(bad), "--add-domain", "x"]) == 2
+    assert (
+        main(["train", str(two_domains), "--out", str(tmp_path / "r2"), "--from", str(bad), "--add-domain", "x"]) == 2
+    )
     assert "bad.pt" in capsys.readouterr().err
 
 
@@ -170,7 +194,9 @@ def test_a_file_or_folder_that_is_not_a_checkpoint_gets_one_line(tmp_path: Path)
         assert "\n" not in str(error.value)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / "best.pt", {"config": preset("tiny", ["a"]).to_dict(), "model": UMT(preset("tiny", ["a"])).state_dict()})
+    save_checkpoint(
+        run / "best.pt", {"config": preset("tiny", ["a"]).to_dict(), "model": UMT(preset("tiny", ["a"])).state_dict()}
+    )
     assert load_model(run).cfg.domains == ["a"]  # a run folder means its best.pt
 
 
@@ -191,7 +217,10 @@ def test_ctrl_c_saves_the_run_before_its_first_checkpoint_and_resume_continues(t
     assert "interrupted at step" in rest and "Traceback" not in err
     step = torch.load(out / "last.pt", weights_only=True)["step"]
     assert step >= 3
-    assert main(["train", str(two_domains), "--out", str(out), "--resume", "--steps", str(step + 2), "--workers", "0"]) == 0
+    assert (
+        main(["train", str(two_domains), "--out", str(out), "--resume", "--steps", str(step + 2), "--workers", "0"])
+        == 0
+    )
     assert torch.load(out / "last.pt", weights_only=True)["step"] == step + 2
 
 
@@ -218,7 +247,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_ends_in_one_line(two_dom
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "umt", "train", str(two_domains), "--out", str(out), "--preset", "tiny", "--crop", "400",
             "--workers", "0", "--val-every", "100000", "--checkpoint-every", "2"]  # fmt: skip
-    assert subprocess.run([*argv, "--steps", "2"], capture_output=True).returncode == 0
+    assert subprocess.run([*argv, "--steps", "2"], capture_output=True, check=False).returncode == 0
     before = (out / "last.pt").read_bytes()
     size = len(before)
 
@@ -226,10 +255,13 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_ends_in_one_line(two_dom
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
 
-    job = subprocess.run([*argv, "--steps", "6", "--resume"], capture_output=True, text=True, preexec_fn=small_files)
+    job = subprocess.run(
+        [*argv, "--steps", "6", "--resume"], capture_output=True, text=True, preexec_fn=small_files, check=False
+    )
     assert job.returncode == 2 and "Traceback" not in job.stderr
     last = job.stderr.strip().splitlines()[-1]
     assert last.startswith(f"umt train: error: {out / 'last.pt'}: cannot write the checkpoint (") and last.endswith(
-        "); the previous one is kept")
+        "); the previous one is kept"
+    )
     assert (out / "last.pt").read_bytes() == before and torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary file left

@@ -16,7 +16,6 @@ from umt.fileio import atomic_path
 from umt.lm import LM_KIND
 from umt.model import UMT, ModelConfig
 
-
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.pt"
 EXAMPLE_CLIP = Path(__file__).parent / "assets" / "example.flac"
 
@@ -56,11 +55,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     path = find_checkpoint(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a file that is not a torch checkpoint fails in many ways: all say the same
+    except Exception as exc:  # noqa: BLE001 (a file that is not a torch checkpoint fails in many ways: all say the same)
         first = str(exc).strip().split(". ")[0].splitlines()[0][:100] if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         raise UserError(f"{path}: not a umt checkpoint (torch.load with weights_only: {reason})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("config"), dict)
+        or not isinstance(state.get("model"), dict)
+    ):
         raise UserError(f"{path}: not a umt checkpoint (no config or model weights)")
     return state
 
@@ -130,7 +133,10 @@ def export_model(
     for path in lms:
         carried = load_checkpoint(path).get("lm")
         for lm_state in carried.values() if carried else [load_lm_state(path)]:
-            if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (model.cfg.codebooks, model.cfg.codebook_size):
+            if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (
+                model.cfg.codebooks,
+                model.cfg.codebook_size,
+            ):
                 raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
             keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
             extra.setdefault("lm", {})[lm_state["config"]["mode"]] = {k: v for k, v in lm_state.items() if k in keep}
@@ -138,7 +144,9 @@ def export_model(
         unknown = [d for d in sampling if d not in model.cfg.domains]
         fields = {"temperature", "flutter"}
         if unknown or not all(isinstance(v, dict) and set(v) <= fields for v in sampling.values()):
-            raise UserError(f"--sampling: expected {{domain: {{temperature, flutter}}}} for the domains {', '.join(model.cfg.domains)}")
+            raise UserError(
+                f"--sampling: expected {{domain: {{temperature, flutter}}}} for the domains {', '.join(model.cfg.domains)}"
+            )
         model.cfg.sampling = sampling
     model_only = {"config": model.cfg.to_dict(), "model": model.state_dict(), "step": state.get("step"),
                   "train": state.get("train"), **extra}  # fmt: skip
@@ -154,7 +162,13 @@ RENDERER_FIELDS = ("decoder_blocks", "decoder_layers", "residual_channels", "ski
 def _check_renderers(config: ModelConfig, other: ModelConfig, path: Path) -> None:
     if not (config.spectral and other.spectral):
         raise UserError(f"--renderers-from {path}: both models must be spectral (frame networks and renderers)")
-    shared = ("domains", "sample_rate", "pool", "spectrum_midi_low", "spectrum_bins")  # what renderers and frames agree on
+    shared = (
+        "domains",
+        "sample_rate",
+        "pool",
+        "spectrum_midi_low",
+        "spectrum_bins",
+    )  # what renderers and frames agree on
     differ = [f for f in shared if getattr(config, f) != getattr(other, f)]
     if differ:
         raise UserError(f"--renderers-from {path}: its renderers differ in {', '.join(differ)}")

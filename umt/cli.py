@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from umt.commands import COMMANDS
 
-    parser = argparse.ArgumentParser(prog="umt", description="Universal music translation: data, training, translation.")
+    parser = argparse.ArgumentParser(
+        prog="umt", description="Universal music translation: data, training, translation."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add(subparsers)

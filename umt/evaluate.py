@@ -40,13 +40,19 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "chroma_similarity": ("Chroma similarity", True, False),
     "pitch_class_agreement": ("Pitch-class agreement (pyin, frames voiced in both)", True, False),
     "onset_f1": ("Note onset F1 (basic-pitch notes, onsets within 50 ms, offsets ignored)", True, False),
-    "noise_floor_db": ("Noise floor (dB below each frame's strongest bin; real audio of the target in the last row)", False, False),
+    "noise_floor_db": (
+        "Noise floor (dB below each frame's strongest bin; real audio of the target in the last row)",
+        False,
+        False,
+    ),
     "noise_floor_excess_db": ("Noise floor above the target domain's real test audio (dB; 0 = as clean)", False, False),
     "lsd": ("Log-spectral distance to the ground truth (dB, ss-vq-vae's definition)", False, True),
     "mr_stft": ("Multi-resolution STFT distance to the ground truth", False, True),
     "logmel_l1": ("Log-mel L1 distance to the ground truth", False, True),
 }
-SPECTRUM_L1 = "Semitone-spectrum L1 of the frame network's prediction to the ground truth (no renderer; lower is closer)"
+SPECTRUM_L1 = (
+    "Semitone-spectrum L1 of the frame network's prediction to the ground truth (no renderer; lower is closer)"
+)
 NOISE_DB = -40.0  # the noise of the can-fail check, relative to the clip's RMS
 
 
@@ -110,7 +116,9 @@ class Scorer:
         with torch.no_grad():
             return float((self.mel(torch.from_numpy(a)[None]) - self.mel(torch.from_numpy(b)[None])).abs().mean())
 
-    def score(self, audio: list[np.ndarray], references: list[Clip], target: str, own: list[Clip] | None = None) -> dict:
+    def score(
+        self, audio: list[np.ndarray], references: list[Clip], target: str, own: list[Clip] | None = None
+    ) -> dict:
         """Mean of every measure over clips `audio` against `references` (as `target`; `own`:
         the clips themselves when they are real, so their tracks are cached too)."""
         rate = self.rate
@@ -120,7 +128,9 @@ class Scorer:
         real = self.real_floor.get(target)
         row = {
             "chroma_similarity": _mean(measures.chroma_similarity(a, r.audio, rate) for a, r in zip(audio, references)),
-            "pitch_class_agreement": _mean(measures.pitch_class_agreement(t, self._track(r)) for t, r in zip(tracks, references)),
+            "pitch_class_agreement": _mean(
+                measures.pitch_class_agreement(t, self._track(r)) for t, r in zip(tracks, references)
+            ),
             "onset_f1": _mean(measures.onset_f1(n, self._transcription(r)) for n, r in zip(notes, references)),
             "noise_floor_db": _mean(floors),
             "noise_floor_excess_db": _mean(f - real for f in floors if f is not None) if real is not None else None,
@@ -134,17 +144,23 @@ class Scorer:
         return row
 
 
-def _check_compatible(translator: Translator, judge: Judge | None, manifest: Manifest, domains: list[str], seconds: float) -> None:
+def _check_compatible(
+    translator: Translator, judge: Judge | None, manifest: Manifest, domains: list[str], seconds: float
+) -> None:
     """Refuse combinations that would score nonsense instead of failing."""
     if translator.model.cfg.sample_rate != manifest.sample_rate:
-        raise UserError(f"the model runs at {translator.model.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz")
+        raise UserError(
+            f"the model runs at {translator.model.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz"
+        )
     if judge is None:
         return
     if judge.cfg.sample_rate != manifest.sample_rate:
         raise UserError(f"the judge runs at {judge.cfg.sample_rate} Hz, {manifest.root} at {manifest.sample_rate} Hz")
     unknown = [d for d in domains if d not in judge.cfg.domains]
     if unknown:
-        raise UserError(f"the judge was not trained on {', '.join(unknown)}: train it on this dataset (umt judge train)")
+        raise UserError(
+            f"the judge was not trained on {', '.join(unknown)}: train it on this dataset (umt judge train)"
+        )
     if seconds < judge.cfg.crop_seconds:
         raise UserError(f"--seconds {seconds:g} is shorter than the judge's {judge.cfg.crop_seconds:g} s window")
 
@@ -173,7 +189,9 @@ def evaluate(
     by_domain = {d: choose_clips(manifest, d, clips, samples, split) for d in domains}
     empty = [d for d, c in by_domain.items() if not c]
     if empty:
-        raise UserError(f"no {split} file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)")
+        raise UserError(
+            f"no {split} file of at least {seconds:g} s in domain(s) {', '.join(empty)} (try a smaller --seconds)"
+        )
     paired = manifest.paired
     spectral = translator.model.cfg.spectral
     renderers = renderers_of(translator)
@@ -198,8 +216,18 @@ def evaluate(
                     translator.renderer = renderer
                     rendered[renderer] = translator.decode([latents[i] for i in kept], [samples] * len(kept), target,
                                                            [inputs[i].entry.source for i in kept])  # fmt: skip
-                    _store(results[renderer], source, target, scorer.score(rendered[renderer], refs, target) if kept else {})
-                _store(identity, source, target, scorer.score([inputs[i].audio for i in kept], refs, target, own=[inputs[i] for i in kept]))
+                    _store(
+                        results[renderer],
+                        source,
+                        target,
+                        scorer.score(rendered[renderer], refs, target) if kept else {},
+                    )
+                _store(
+                    identity,
+                    source,
+                    target,
+                    scorer.score([inputs[i].audio for i in kept], refs, target, own=[inputs[i] for i in kept]),
+                )
                 if paired and spectral and kept:  # the frame network alone: its predicted spectrum against the truth's
                     truths = [translator.levels(r.audio) for r in refs]
                     spectrum_l1.setdefault(source, {})[target] = _mean(
@@ -223,7 +251,9 @@ def evaluate(
         "sampling": {d: asdict(translator.sampling[d]) for d in domains},
         "renderers": renderers,
         "latent": "tokens" if translator.tokens else "continuous",
-        "results": {r: {k: results[r].get(k) for k in METRICS} for r in renderers},  # null where a measure does not apply
+        "results": {
+            r: {k: results[r].get(k) for k in METRICS} for r in renderers
+        },  # null where a measure does not apply
         "summary": {r: _summary(results[r], domains) for r in renderers},
         "identity": {k: identity.get(k) for k in [*METRICS, "spectrum_l1"]},
         "spectrum_l1": spectrum_l1 or None,
@@ -253,7 +283,9 @@ def can_fail(scorer: Scorer, manifest: Manifest, by_domain: dict[str, list[Clip]
     for domain, clips in by_domain.items():
         worse: dict[str, list[np.ndarray]] = {
             "real audio (against itself)": [c.audio for c in clips],
-            f"with white noise {NOISE_DB:g} dB": [measures.add_noise(c.audio, NOISE_DB, seed=i) for i, c in enumerate(clips)],
+            f"with white noise {NOISE_DB:g} dB": [
+                measures.add_noise(c.audio, NOISE_DB, seed=i) for i, c in enumerate(clips)
+            ],
             "through 8-bit mu-law": [mu_law_decode(mu_law_encode(torch.from_numpy(c.audio))).numpy() for c in clips],
             "another piece, same instrument": [clips[(i + 1) % len(clips)].audio for i in range(len(clips))],
         }
@@ -298,12 +330,20 @@ def _reconstruction(translator: Translator, manifest: Manifest, domains: list[st
     """Teacher-forced scores per domain on val crops: CE in nats and bits per sample, a spectral
     decoder's spectrum L1, and the conditioning gain of each (see umt.train.validate)."""
     cfg = translator.model.cfg
-    crops = TrainConfig(crop=(cfg.sample_rate // cfg.pool) * cfg.pool if cfg.spectral else 8 * cfg.pool, render_crop=8 * cfg.pool)
+    crops = TrainConfig(
+        crop=(cfg.sample_rate // cfg.pool) * cfg.pool if cfg.spectral else 8 * cfg.pool, render_crop=8 * cfg.pool
+    )
     sets = crop_datasets(translator.model, manifest, crops, domains, "val")
     if not sets:
         return {}
     scores = validate(translator.model, None, sets, items, 8, device=translator.device)
-    names = {"nats": "ce", "bits": "bits", "spectrum_l1": "spectrum", "gain_nats": "gain/ce", "gain_spectrum_l1": "gain/spectrum"}
+    names = {
+        "nats": "ce",
+        "bits": "bits",
+        "spectrum_l1": "spectrum",
+        "gain_nats": "gain/ce",
+        "gain_spectrum_l1": "gain/spectrum",
+    }
     return {d: {name: scores[f"{key}/{d}"] for name, key in names.items() if f"{key}/{d}" in scores} for d in sets}
 
 
@@ -325,7 +365,12 @@ def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
             matrix = np.array([[_number(results[key][s][t]) for t in domains] for s in domains])
             bounded = METRICS[key][1]  # scores in [0, 1]; the floor's excess in dB
             fig, ax = plt.subplots(figsize=(1.2 * len(domains) + 2, 1.0 * len(domains) + 1.5))
-            image = ax.imshow(matrix, vmin=0 if bounded else None, vmax=1 if bounded else None, cmap="viridis" if bounded else "magma_r")
+            image = ax.imshow(
+                matrix,
+                vmin=0 if bounded else None,
+                vmax=1 if bounded else None,
+                cmap="viridis" if bounded else "magma_r",
+            )
             ax.set_xticks(range(len(domains)), domains, rotation=30)
             ax.set_yticks(range(len(domains)), domains)
             ax.set_xlabel("target")
@@ -333,7 +378,14 @@ def _figures(metrics: dict, examples: list, out: Path, rate: int) -> list[str]:
             ax.set_title(f"{key.replace('_', ' ')} ({renderer})")
             for i in range(len(domains)):
                 for j in range(len(domains)):
-                    ax.text(j, i, f"{matrix[i, j]:.2f}" if bounded else f"{matrix[i, j]:.0f}", ha="center", va="center", color="grey")
+                    ax.text(
+                        j,
+                        i,
+                        f"{matrix[i, j]:.2f}" if bounded else f"{matrix[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        color="grey",
+                    )
             fig.colorbar(image)
             fig.tight_layout()
             name = f"{key}_{renderer}.png"
@@ -395,7 +447,11 @@ def _sampling_text(sampling: dict[str, dict]) -> str:
     for key in ("temperature", "flutter"):
         values = {d: s[key] for d, s in sampling.items()}
         same = len(set(values.values())) == 1
-        parts.append(f"{key} {next(iter(values.values())):g}" if same else f"{key} " + ", ".join(f"{d} {v:g}" for d, v in values.items()))
+        parts.append(
+            f"{key} {next(iter(values.values())):g}"
+            if same
+            else f"{key} " + ", ".join(f"{d} {v:g}" for d, v in values.items())
+        )
     return ", ".join(parts)
 
 
@@ -407,12 +463,17 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
         f"{sum(metrics['clips_per_domain'].values())} {metrics['split']} clips of {metrics['seconds']:g} s "
         f"({', '.join(f'{d}: {n}' for d, n in metrics['clips_per_domain'].items())}), {_sampling_text(metrics['sampling'])}, "
         f"renderers {both} (each cell: {both}), {metrics['latent']} latent; "
-        + ("paired corpus: compared with the ground-truth rendering in the target domain." if metrics["paired"]
-           else "unpaired data: compared with the input.")  # fmt: skip
+        + (
+            "paired corpus: compared with the ground-truth rendering in the target domain."
+            if metrics["paired"]
+            else "unpaired data: compared with the input."
+        )
     )
     lines += ["", "## Summary (off the diagonal; the weakest target column in brackets)", "",
               "| measure | " + " | ".join(renderers) + " | untouched input |", "| --- " * (len(renderers) + 2) + "|"]  # fmt: skip
-    identity_summary = _summary({k: v for k, v in metrics["identity"].items() if v is not None and k in METRICS}, domains)
+    identity_summary = _summary(
+        {k: v for k, v in metrics["identity"].items() if v is not None and k in METRICS}, domains
+    )
     for key, (_, higher, _) in METRICS.items():
         if metrics["results"][renderers[0]][key] is None:
             continue
@@ -422,7 +483,9 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
             columns = [v for v in s["columns"].values() if v is not None]
             worst = (min if higher else max)(columns) if columns else None
             cells.append(f"{_cell(s['off_diagonal'])} ({_cell(worst)})")
-        lines.append(f"| {key} | " + " | ".join(cells) + f" | {_cell(identity_summary.get(key, {}).get('off_diagonal'))} |")
+        lines.append(
+            f"| {key} | " + " | ".join(cells) + f" | {_cell(identity_summary.get(key, {}).get('off_diagonal'))} |"
+        )
     for key, (title, _, _) in METRICS.items():
         matrices = [metrics["results"][r][key] for r in renderers]
         if matrices[0] is None:
@@ -431,28 +494,57 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
         if metrics["identity"][key] is not None:
             lines += ["", "Identity baseline (the untouched input):", "", *_table(domains, [metrics["identity"][key]])]
         if key == "noise_floor_db":
-            lines += ["", "Real test audio of each domain: " + ", ".join(f"{d} {_cell(v, 1)} dB" for d, v in metrics["real"]["noise_floor_db"].items())]
+            lines += [
+                "",
+                "Real test audio of each domain: "
+                + ", ".join(f"{d} {_cell(v, 1)} dB" for d, v in metrics["real"]["noise_floor_db"].items()),
+            ]
     if metrics["spectrum_l1"] is not None:
         lines += ["", f"## {SPECTRUM_L1}", "", *_table(domains, [metrics["spectrum_l1"]])]
-        lines += ["", "Identity baseline (the untouched input):", "", *_table(domains, [metrics["identity"]["spectrum_l1"]])]
+        lines += [
+            "",
+            "Identity baseline (the untouched input):",
+            "",
+            *_table(domains, [metrics["identity"]["spectrum_l1"]]),
+        ]
     accuracy = metrics["judge_test_accuracy"]
     if accuracy is not None and accuracy < TRUSTED_JUDGE:
-        lines += ["", f"**Warning:** the judge is right on only {accuracy:.0%} of real test audio (below {TRUSTED_JUDGE:.0%}); "
-                  "its target accuracies say little."]  # fmt: skip
+        lines += [
+            "",
+            (
+                f"**Warning:** the judge is right on only {accuracy:.0%} of real test audio "
+                f"(below {TRUSTED_JUDGE:.0%}); its target accuracies say little."
+            ),
+        ]
     if metrics["real"]["target_accuracy"] is not None:
         lines += ["", "Judge accuracy on the real test audio of each domain: "
                   + ", ".join(f"{d} {v:.2f}" for d, v in metrics["real"]["target_accuracy"].items())]  # fmt: skip
     keys = [k for k in METRICS if any(row[k] is not None for row in metrics["can_fail"].values())]
     lines += ["", "## Can each measure fail? The real test audio against itself, and worse audio against it", "",
               "| audio | " + " | ".join(keys) + " |", "| --- " * (len(keys) + 1) + "|"]  # fmt: skip
-    lines += [f"| {name} | " + " | ".join(_cell(row[k]) for k in keys) + " |" for name, row in metrics["can_fail"].items()]
+    lines += [
+        f"| {name} | " + " | ".join(_cell(row[k]) for k in keys) + " |" for name, row in metrics["can_fail"].items()
+    ]
     if metrics.get("reconstruction"):
         columns = [c for c in RECONSTRUCTION_COLUMNS if c in next(iter(metrics["reconstruction"].values()))]
-        lines += ["", "## Reconstruction (teacher-forced, val split)", "",
-                  "| domain | " + " | ".join(RECONSTRUCTION_COLUMNS[c] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
-        lines += [f"| {d} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |" for d, v in metrics["reconstruction"].items()]
-        lines += ["", "Conditioning gain: the loss with another clip's conditioning minus with the clip's own "
-                  "(near 0: the decoder ignores what it is given)."]  # fmt: skip
+        lines += [
+            "",
+            "## Reconstruction (teacher-forced, val split)",
+            "",
+            "| domain | " + " | ".join(RECONSTRUCTION_COLUMNS[c] for c in columns) + " |",
+            "| --- " * (len(columns) + 1) + "|",
+        ]
+        lines += [
+            f"| {d} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |"
+            for d, v in metrics["reconstruction"].items()
+        ]
+        lines += [
+            "",
+            (
+                "Conditioning gain: the loss with another clip's conditioning minus with the clip's own "
+                "(near 0: the decoder ignores what it is given)."
+            ),
+        ]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
     with atomic_path(out / "report.md") as tmp:
@@ -462,4 +554,3 @@ def _report(metrics: dict, figures: list[str], out: Path) -> None:
 def off_diagonal_means(metrics: dict) -> dict[str, dict[str, float | None]]:
     """renderer -> measure -> its mean off the diagonal (what the command line prints)."""
     return {r: {k: v["off_diagonal"] for k, v in s.items()} for r, s in metrics["summary"].items()}
-

@@ -15,6 +15,7 @@ from typing import Any
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.

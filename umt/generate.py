@@ -49,7 +49,7 @@ class PackedDecoder:
 
     def _pack(self, decoder: Decoder) -> None:
         r = self.r
-        f32 = lambda t: t.detach().float()  # noqa: E731
+        f32 = lambda t: t.detach().float()
         # The residual biases are carried as offsets: the stream holds x_i - c_i with c_i the sum
         # of the residual biases below layer i, so the residual update is a bare matmul. The
         # offset re-enters through each conv's conditioning (W_conv @ [c_i, c_i]), and "x = 0
@@ -67,11 +67,14 @@ class PackedDecoder:
         self.gate_scale = gate_scale
         self.head_bias = f32(decoder.head_hidden.bias)
         self.condition = decoder.condition
-        as_rhs = lambda t, dtype=self.dtype: t.t().to(dtype).contiguous()  # noqa: E731  (x @ W layout)
+        as_rhs = lambda t, dtype=self.dtype: t.t().to(dtype).contiguous()
         if isinstance(self.output, MuLaw):  # a table row per code
             self.embed = decoder.embed.weight.detach().to(self.dtype).contiguous()
         else:  # value * weight + bias (umt.outputs.ValueEmbedding)
-            self.embed, self.b_embed = f32(decoder.embed.proj.weight[:, 0]).to(self.dtype), f32(decoder.embed.proj.bias).to(self.dtype)
+            self.embed, self.b_embed = (
+                f32(decoder.embed.proj.weight[:, 0]).to(self.dtype),
+                f32(decoder.embed.proj.bias).to(self.dtype),
+            )
         self.w_conv = [as_rhs(w) for w in conv_w]
         self.w_res = [as_rhs(f32(rs.weight[:r])) for rs in res_skips]
         self.w_skip = torch.cat([as_rhs(f32(rs.weight[r:])) for rs in res_skips])  # [L * R, S]
@@ -95,7 +98,6 @@ class PackedDecoder:
     def conditioning(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per latent frame, for the whole batch at once: every layer's gate conditioning
         [F, L, B, 2R] (latent projection + biases) and the head's [F, B, S]."""
-        b, frames, _ = latent.shape
         r, n = self.r, self.n_layers
         with torch.no_grad():
             cond = self.condition(latent.to(self.device, self.condition.weight.dtype))  # [B, F, L*2R + S]
@@ -133,11 +135,13 @@ class Stream:
         """
         p = self.p
         r, s, n = p.r, p.s, p.n_layers
-        new = lambda *shape: torch.zeros(*shape, device=p.device, dtype=p.dtype)  # noqa: E731
+        new = lambda *shape: torch.zeros(*shape, device=p.device, dtype=p.dtype)
         self.batch = b
         self.rings = [new(b, d + 2, r) for d in p.dilations]
         # windows[i][q]: [x(t - d), x(t)] as [B, 2R] when -t mod (d + 1) == q; slots[i][q]: where x(t) goes
-        self.windows = [[ring[:, q : q + 2].flatten(1) for q in range(d + 1)] for ring, d in zip(self.rings, p.dilations)]
+        self.windows = [
+            [ring[:, q : q + 2].flatten(1) for q in range(d + 1)] for ring, d in zip(self.rings, p.dilations)
+        ]
         self.slots = [[ring[:, q + 1] for q in range(d + 1)] for ring, d in zip(self.rings, p.dilations)]
         self.mirrors = [ring[:, 0] for ring in self.rings]
         self.z = new(b, n, r)  # every layer's gate output, for the one skip matmul
@@ -148,7 +152,7 @@ class Stream:
         self.h = new(b, 2 * r)
         self.h_tanh, self.h_sigmoid = self.h[:, :r], self.h[:, r:]
         self.skip = new(b, s)
-        head = lambda *shape: torch.zeros(*shape, device=p.device, dtype=p.head_dtype)  # noqa: E731
+        head = lambda *shape: torch.zeros(*shape, device=p.device, dtype=p.head_dtype)
         self.skip_head = self.skip if p.head_dtype == p.dtype else head(b, s)
         self.hidden = head(b, s)
         self.logits = head(b, p.output.width)
@@ -364,7 +368,7 @@ def _run_threads(jobs: list, temperature: float, progress: Callable[[int], None]
         try:
             stream.sample(gate_cond, head_cond, codes, seeds=seeds, temperature=temperature, progress=progress,
                           excitation=excitation, cancel=cancel)  # fmt: skip
-        except BaseException as exc:  # re-raised in the caller
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller)
             errors.append(exc)
             cancel.set()
 

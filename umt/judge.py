@@ -77,7 +77,9 @@ class Judge(nn.Module):
         x = self.features(audio)
         if self.training and self.cfg.tilt_db:
             slope = (torch.rand(x.shape[0], 1, 1, device=x.device) * 2 - 1) * self.cfg.tilt_db * math.log(10) / 10
-            x = x + slope * torch.linspace(-0.5, 0.5, x.shape[1], device=x.device)[:, None]  # log power: dB * ln(10) / 10
+            x = (
+                x + slope * torch.linspace(-0.5, 0.5, x.shape[1], device=x.device)[:, None]
+            )  # log power: dB * ln(10) / 10
         x = (x - x.mean(dim=(1, 2), keepdim=True)) / (x.std(dim=(1, 2), keepdim=True) + 1e-5)  # level-invariant
         x = self.net(x.unsqueeze(1))
         return self.head(x.mean(dim=(2, 3)))
@@ -108,7 +110,9 @@ class RealCrops:
         ]
         if not self.files:
             roots = ", ".join(str(m.root) for m in manifests)
-            raise UserError(f"domain {domain!r}: no {split} file of at least {crop / manifests[0].sample_rate:g} s in {roots}")
+            raise UserError(
+                f"domain {domain!r}: no {split} file of at least {crop / manifests[0].sample_rate:g} s in {roots}"
+            )
         self.crop = crop
         self.weights = np.array([e.samples - crop + 1 for _, e in self.files], dtype=np.float64)
         self.weights /= self.weights.sum()
@@ -135,7 +139,9 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
         if m.sample_rate != first.sample_rate or not set(first.domains) <= set(m.domains):
             raise UserError(f"{m.root}: every corpus needs the domains of {first.root} ({', '.join(first.domains)}) "
                             f"at {first.sample_rate} Hz")  # fmt: skip
-    cfg = JudgeConfig(domains=list(first.domains), sample_rate=first.sample_rate, crop_seconds=crop_seconds, tilt_db=tilt_db)
+    cfg = JudgeConfig(
+        domains=list(first.domains), sample_rate=first.sample_rate, crop_seconds=crop_seconds, tilt_db=tilt_db
+    )
     shortest = 16 * cfg.hop  # four 2x poolings need 16 spectrogram frames
     if cfg.crop < shortest:
         raise UserError(f"--crop-seconds {crop_seconds:g}: the judge needs at least {shortest / cfg.sample_rate:.2f} s")
@@ -148,7 +154,9 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
     judge.train()
     with Progress(steps, "judge", "step") as progress:
         for _ in range(steps):
-            audio = torch.from_numpy(np.concatenate([crops.sample(batch_per_domain, rng) for crops in train])).to(device)
+            audio = torch.from_numpy(np.concatenate([crops.sample(batch_per_domain, rng) for crops in train])).to(
+                device
+            )
             loss = F.cross_entropy(judge(audio), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,11 +166,15 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
     per_holdout = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in held_out}
     scores = {
         "test_accuracy": float(np.mean([s["test_accuracy"] for s in per_corpus.values()])),
-        "per_domain_accuracy": {d: float(np.mean([s["per_domain_accuracy"][d] for s in per_corpus.values()])) for d in cfg.domains},
+        "per_domain_accuracy": {
+            d: float(np.mean([s["per_domain_accuracy"][d] for s in per_corpus.values()])) for d in cfg.domains
+        },
         "corpora": per_corpus,
         "holdout": per_holdout,
     }
-    save_checkpoint(out / "judge.pt", {"kind": "umt-judge", "config": asdict(cfg), "model": judge.state_dict(), **scores})
+    save_checkpoint(
+        out / "judge.pt", {"kind": "umt-judge", "config": asdict(cfg), "model": judge.state_dict(), **scores}
+    )
     return scores
 
 

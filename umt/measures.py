@@ -74,7 +74,9 @@ def chroma_similarity(a: np.ndarray, b: np.ndarray, rate: int) -> float:
 
 def _voiced(audio: np.ndarray, frames: int) -> np.ndarray:
     """1 for chroma frames with signal above -60 dBFS RMS, else 0."""
-    padded = np.pad(audio, (0, max(0, frames * CHROMA_HOP - audio.size)))[: frames * CHROMA_HOP].reshape(frames, CHROMA_HOP)
+    padded = np.pad(audio, (0, max(0, frames * CHROMA_HOP - audio.size)))[: frames * CHROMA_HOP].reshape(
+        frames, CHROMA_HOP
+    )
     return (np.sqrt((padded**2).mean(1)) > SILENT_RMS).astype(np.float32)
 
 
@@ -83,7 +85,9 @@ def pitch_classes(audio: np.ndarray, rate: int) -> np.ndarray:
     unvoiced. pyin follows one voice: on polyphony, mostly the loudest or the top one."""
     import librosa
 
-    f0, voiced, _ = librosa.pyin(audio.astype(np.float32), fmin=65.0, fmax=2100.0, sr=rate, frame_length=2048, hop_length=CHROMA_HOP)
+    f0, voiced, _ = librosa.pyin(
+        audio.astype(np.float32), fmin=65.0, fmax=2100.0, sr=rate, frame_length=2048, hop_length=CHROMA_HOP
+    )
     classes = np.round(librosa.hz_to_midi(np.where(voiced, f0, 440.0))).astype(int) % 12
     return np.where(voiced, classes, -1)
 
@@ -100,8 +104,7 @@ def _basic_pitch():
     """basic-pitch's inference module and its ONNX model, loaded once (offline: the model is in the wheel)."""
     logging.getLogger().setLevel(logging.ERROR)  # it warns about every backend it does not find
     with contextlib.redirect_stdout(io.StringIO()):
-        import basic_pitch.inference as inference
-        from basic_pitch import ICASSP_2022_MODEL_PATH
+        from basic_pitch import ICASSP_2022_MODEL_PATH, inference
 
         return inference, inference.Model(ICASSP_2022_MODEL_PATH)
 
@@ -127,7 +130,7 @@ def onset_f1(notes: np.ndarray, reference: np.ndarray) -> float:
 
     if len(notes) == 0 or len(reference) == 0:
         return float(len(notes) == len(reference))
-    hz = lambda n: 440.0 * 2.0 ** ((n[:, 2] - 69) / 12)  # noqa: E731
+    hz = lambda n: 440.0 * 2.0 ** ((n[:, 2] - 69) / 12)
     _, _, f1, _ = mir_eval.transcription.precision_recall_f1_overlap(
         reference[:, :2], hz(reference), notes[:, :2], hz(notes), onset_tolerance=ONSET_TOLERANCE, offset_ratio=None
     )

@@ -123,15 +123,21 @@ class ModelConfig:
         if self.decoder_type not in ("wavenet", "spectral"):
             raise UserError(f"decoder_type {self.decoder_type!r}: choose wavenet or spectral")
         if self.codebooks < 0 or (self.codebooks and self.codebook_size < 2):
-            raise UserError(f"codebooks {self.codebooks} of size {self.codebook_size}: need codebooks >= 0 and size >= 2")
+            raise UserError(
+                f"codebooks {self.codebooks} of size {self.codebook_size}: need codebooks >= 0 and size >= 2"
+            )
         if self.uses_spectrum and self.spectrum_bins % 12:
             raise UserError(f"spectrum_bins {self.spectrum_bins}: must be whole octaves (a multiple of 12)")
         sample_output(self.sample_output, self.mulaw_bits, self.mixtures)  # refuses unknown kinds and sizes
         if not self.spectral and (self.sample_output, self.mulaw_bits) != ("mulaw", 8):
             raise UserError(f"sample_output {self.sample_output} ({self.mulaw_bits} bits): only a spectral model's renderers "
                             "predict other than 8-bit mu-law")  # fmt: skip
-        if self.latent_stride < 1 or (self.latent_stride > 1 and not (self.encoder_input == "spectrum" and self.spectral)):
-            raise UserError(f"latent_stride {self.latent_stride}: must be 1, or more with a spectrum encoder and spectral decoders")
+        if self.latent_stride < 1 or (
+            self.latent_stride > 1 and not (self.encoder_input == "spectrum" and self.spectral)
+        ):
+            raise UserError(
+                f"latent_stride {self.latent_stride}: must be 1, or more with a spectrum encoder and spectral decoders"
+            )
 
     @property
     def frame_receptive_field(self) -> int:
@@ -152,7 +158,9 @@ def parse_settings(items: list[str]) -> dict:
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not hasattr(defaults, name) or name == "domains":
-            raise UserError(f"--model-set {item}: expected NAME=VALUE with NAME a model setting (see umt.model.ModelConfig)")
+            raise UserError(
+                f"--model-set {item}: expected NAME=VALUE with NAME a model setting (see umt.model.ModelConfig)"
+            )
         kind = type(getattr(defaults, name))
         try:
             value = {"true": True, "false": False}[text.lower()] if kind is bool else kind(text)
@@ -321,7 +329,9 @@ class Decoder(nn.Module):
         # about a third more compute for a fraction of the memory (paper-size decoders).
         self.activation_checkpointing = False
 
-    def forward(self, previous: torch.Tensor, latent: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, previous: torch.Tensor, latent: torch.Tensor, excitation: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """previous [B, T] samples as the output codes them (the target shifted right by one),
         latent [B, T/pool, C] (the conditioning), excitation [B, T, E] for an excited decoder
         -> the output's parameters [B, T, output.width] (mu-law: logits)."""
@@ -360,7 +370,8 @@ class DomainClassifier(nn.Module):
         self.context = None
         if cfg.classifier_context:
             self.context = nn.Sequential(
-                nn.Linear(width, cfg.classifier_channels), ResidualStack(cfg.classifier_channels, 1, cfg.classifier_context)
+                nn.Linear(width, cfg.classifier_channels),
+                ResidualStack(cfg.classifier_channels, 1, cfg.classifier_context),
             )
             width = cfg.classifier_channels
         layers: list[nn.Module] = []
@@ -408,7 +419,9 @@ class SpectralDecoder(nn.Module):
         if self.flutter_out is not None:  # start near the benchmark's typical flutter (0.03 levels, 2.4 dB)
             nn.init.constant_(self.flutter_out.bias, math.log(0.03))
         output = sample_output(cfg.sample_output, cfg.mulaw_bits, cfg.mixtures)
-        self.renderer = Decoder(cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands, output=output)
+        self.renderer = Decoder(
+            cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands, output=output
+        )
         self.stride = cfg.latent_stride
 
     def _hidden(self, latent: torch.Tensor, frames: int | None) -> torch.Tensor:
@@ -421,14 +434,15 @@ class SpectralDecoder(nn.Module):
         `frames` of them if given)."""
         return self.frames_out(self._hidden(latent, frames))
 
-    def spectrum_and_flutter(self, latent: torch.Tensor, frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def spectrum_and_flutter(
+        self, latent: torch.Tensor, frames: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`spectrum`, and beside it the Laplace scale of each level's flutter (levels; None
         without spectrum_flutter)."""
         hidden = self._hidden(latent, frames)
         if self.flutter_out is None:
             return self.frames_out(hidden), None
         return self.frames_out(hidden), self.flutter_out(hidden).float().clamp(*FLUTTER_LOG_SCALE).exp()
-
 
 
 @dataclass
@@ -468,8 +482,12 @@ class UMT(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoders = nn.ModuleDict({d: SpectralDecoder(cfg) if cfg.spectral else Decoder(cfg) for d in cfg.domains})
         if cfg.uses_spectrum:
-            self.spectrum = spectral.SemitoneSpectrum(cfg.sample_rate, cfg.pool, cfg.spectrum_midi_low, cfg.spectrum_bins)
-            self.register_buffer("freqs", spectral.bin_frequencies(cfg.spectrum_midi_low, cfg.spectrum_bins), persistent=False)
+            self.spectrum = spectral.SemitoneSpectrum(
+                cfg.sample_rate, cfg.pool, cfg.spectrum_midi_low, cfg.spectrum_bins
+            )
+            self.register_buffer(
+                "freqs", spectral.bin_frequencies(cfg.spectrum_midi_low, cfg.spectrum_bins), persistent=False
+            )
         self.tokenizer = Tokenizer(cfg.latent_channels, cfg.codebooks, cfg.codebook_size) if cfg.codebooks else None
 
     def encoder_input(self, audio: torch.Tensor) -> torch.Tensor:
@@ -553,13 +571,18 @@ class UMT(nn.Module):
                 predicted, scale = self.decoders[name].spectrum_and_flutter(per_domain[d], batch["levels"].shape[2])
                 losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
                 if scale is not None:  # Laplace negative log-likelihood of the target's flutter (without log 2)
-                    losses[f"flutter/{name}"] = (spectral.flutter(batch["levels"][d]).abs() / scale + scale.log()).mean()
+                    losses[f"flutter/{name}"] = (
+                        spectral.flutter(batch["levels"][d]).abs() / scale + scale.log()
+                    ).mean()
             if translate and n_domains > 1:
                 shift = int(torch.randint(1, n_domains, ()))
-                translation_chroma = sum(
-                    self.translation_chroma(per_domain[d], batch["levels"][d], domains[(d + shift) % n_domains])
-                    for d in range(n_domains)
-                ) / n_domains
+                translation_chroma = (
+                    sum(
+                        self.translation_chroma(per_domain[d], batch["levels"][d], domains[(d + shift) % n_domains])
+                        for d in range(n_domains)
+                    )
+                    / n_domains
+                )
         if "audio" in batch:
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
@@ -568,7 +591,9 @@ class UMT(nn.Module):
                 if "given_amplitude" in batch:  # conditioned on another excitation than the target's own
                     excitation = self.excitation(spectral.peaks(batch["given_amplitude"][d]), batch["given_phase"][d])
                 renderer = self.decoders[name].renderer
-                params = renderer(shift_targets(targets, renderer.output.silence), batch["render_levels"][d], excitation)
+                params = renderer(
+                    shift_targets(targets, renderer.output.silence), batch["render_levels"][d], excitation
+                )
                 losses[f"ce/{name}"] = renderer.output.nll(params, targets)
         return self._output(losses, latent, tokens, translation_chroma)
 
@@ -591,10 +616,15 @@ def describe(cfg: ModelConfig) -> str:
     ms = 1000 / cfg.sample_rate
     unit = cfg.pool if cfg.encoder_input == "spectrum" else 1  # samples per encoder input step
     lines = [
-        f"encoder {enc / 1e6:.2f} M params over the {cfg.encoder_input}, receptive field "
-        f"{cfg.encoder_receptive_field * unit * ms:.0f} ms, latent {cfg.latent_channels} x {cfg.sample_rate / cfg.latent_hop:g} Hz",
-        f"decoder ({cfg.decoder_type}) {dec / 1e6:.2f} M params each x {len(cfg.domains)}, WaveNet receptive field "
-        f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)",
+        (
+            f"encoder {enc / 1e6:.2f} M params over the {cfg.encoder_input}, receptive field "
+            f"{cfg.encoder_receptive_field * unit * ms:.0f} ms, latent {cfg.latent_channels} x "
+            f"{cfg.sample_rate / cfg.latent_hop:g} Hz"
+        ),
+        (
+            f"decoder ({cfg.decoder_type}) {dec / 1e6:.2f} M params each x {len(cfg.domains)}, WaveNet receptive field "
+            f"{cfg.decoder_receptive_field} samples ({cfg.decoder_receptive_field * ms:.0f} ms)"
+        ),
         f"classifier {cls / 1e3:.1f} k params",
     ]
     if cfg.codebooks:

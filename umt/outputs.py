@@ -129,6 +129,6 @@ def sample_output(kind: str, mulaw_bits: int = 8, mixtures: int = 10) -> SampleO
     raise UserError(f"sample_output {kind!r}: choose from {', '.join(SAMPLE_OUTPUTS)}")
 
 
-def shift_right(targets: torch.Tensor, silence: float | int) -> torch.Tensor:
+def shift_right(targets: torch.Tensor, silence: float) -> torch.Tensor:
     """Teacher forcing: the decoder input at t is the target at t-1 (silence before the crop)."""
     return F.pad(targets[:, :-1], (1, 0), value=silence)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Self
 
 from tqdm import tqdm
 
@@ -18,7 +19,9 @@ class Progress:
     def __init__(self, total: float | None, desc: str, unit: str, position: int = 0):
         self.total, self.desc, self.unit = total, desc, unit
         self.done = 0.0
-        self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, position=position) if sys.stderr.isatty() else None
+        self.bar = (
+            tqdm(total=total, desc=desc, unit=unit, unit_scale=True, position=position) if sys.stderr.isatty() else None
+        )
         self.start: float | None = None  # the first update: setting up does not count against the rate
 
     def update(self, n: float = 1) -> None:
@@ -52,7 +55,7 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -68,4 +71,8 @@ def _amount(x: float) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )

@@ -18,6 +18,8 @@ import torch.distributed as dist
 
 from umt.errors import UserError
 
+CPU = torch.device("cpu")
+
 
 @dataclass(frozen=True)
 class Process:

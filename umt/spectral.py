@@ -219,7 +219,9 @@ def add_flutter(levels: torch.Tensor, scale: torch.Tensor, amount: float, draw: 
     return torch.where(levels > 0, (levels + amount * scale * draw).clamp_min(0.0), levels)
 
 
-def shift_segment(levels: torch.Tensor, start: torch.Tensor, stop: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+def shift_segment(
+    levels: torch.Tensor, start: torch.Tensor, stop: torch.Tensor, semitones: torch.Tensor
+) -> torch.Tensor:
     """The paper's pitch augmentation on a semitone spectrum: frames start..stop of row i of
     levels [B, F, bins] moved by semitones[i] (a fraction of a bin: linear interpolation)."""
     b, frames, bins = levels.shape
@@ -227,7 +229,7 @@ def shift_segment(levels: torch.Tensor, start: torch.Tensor, stop: torch.Tensor,
     lo = source.floor().clamp(0, bins - 1)
     frac = (source - lo).clamp(0, 1)[:, None]
     hi = (lo + 1).clamp(max=bins - 1)
-    pick = lambda idx: torch.gather(levels, 2, idx.long()[:, None].expand(b, frames, bins))  # noqa: E731
+    pick = lambda idx: torch.gather(levels, 2, idx.long()[:, None].expand(b, frames, bins))
     shifted = (1 - frac) * pick(lo) + frac * pick(hi)
     outside = (source < 0) | (source > bins - 1)  # shifted in from beyond the range: silence
     shifted = shifted.masked_fill(outside[:, None], 0.0)

@@ -48,7 +48,9 @@ class Site:
 def lm_sites(lm: nn.Module) -> list[Site]:
     """Every attention head of a token LM (umt.lm.TokenLM)."""
     return [
-        Site(f"lm.{i}.{h}", block.attention.heads, h, lm) for i, block in enumerate(lm.blocks) for h in range(block.attention.n_heads)
+        Site(f"lm.{i}.{h}", block.attention.heads, h, lm)
+        for i, block in enumerate(lm.blocks)
+        for h in range(block.attention.n_heads)
     ]
 
 
@@ -69,7 +71,9 @@ def model_sites(model: nn.Module, domain: str) -> list[Site]:
 
 
 @torch.no_grad()
-def collect(sites: list[Site], run: Callable[[], object], steps: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+def collect(
+    sites: list[Site], run: Callable[[], object], steps: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Each site's activations averaged over time, [examples, D], over everything run() computes;
     `steps`, if given, gets the fewest time steps a site's averages were taken over."""
     seen: dict[str, list[torch.Tensor]] = {site.name: [] for site in sites}
@@ -142,14 +146,16 @@ def fit_probes(
 
     probes = []
     rng = np.random.default_rng(seed)
-    for site in with_trait:
-        x = torch.cat([with_trait[site], without[site]]).numpy()
-        y = np.r_[np.ones(len(with_trait[site])), np.zeros(len(without[site]))]
+    for site, positive in with_trait.items():
+        x = torch.cat([positive, without[site]]).numpy()
+        y = np.r_[np.ones(len(positive)), np.zeros(len(without[site]))]
         order = rng.permutation(len(y))
-        test = order[: max(2, int(round(held_out * len(y))))]
+        test = order[: max(2, round(held_out * len(y)))]
         train = order[len(test) :]
         if len(set(y[train])) < 2 or len(set(y[test])) < 2:
-            raise UserError(f"too few examples to train and test a probe: {len(with_trait[site])} with, {len(without[site])} without")
+            raise UserError(
+                f"too few examples to train and test a probe: {len(positive)} with, {len(without[site])} without"
+            )
         regression = LogisticRegression(max_iter=2000).fit(x[train], y[train])
         accuracy = float(regression.score(x[test], y[test]))
         probe = Probe(site, torch.from_numpy(regression.coef_[0]).float(), float(regression.intercept_[0]), 0.0, accuracy,
@@ -159,7 +165,9 @@ def fit_probes(
     return sorted(probes, key=lambda p: -p.accuracy)
 
 
-MONITOR_PATIENCE = 25  # consecutive time steps (a quarter second at 100 frames/s) read as the trait that pause the nudge
+MONITOR_PATIENCE = (
+    25  # consecutive time steps (a quarter second at 100 frames/s) read as the trait that pause the nudge
+)
 
 
 class Steering:
@@ -241,7 +249,10 @@ class Steering:
     def applied(self) -> Iterator[Steering]:
         chains = list({id(self._chain(site)): self._chain(site) for site, _ in self.pairs}.values())
         handles = [chain.register_forward_pre_hook(self._start_call(chain)) for chain in chains]
-        handles += [site.module.register_forward_hook(self._hook(site, probe, a)) for (site, probe), a in zip(self.pairs, self.alphas)]
+        handles += [
+            site.module.register_forward_hook(self._hook(site, probe, a))
+            for (site, probe), a in zip(self.pairs, self.alphas)
+        ]
         try:
             yield self
         finally:
@@ -275,7 +286,7 @@ def example_activations(
         for start in range(0, max(1, audio.size - samples + 1), samples):
             clip = audio[start : start + samples]
 
-            def run() -> None:
+            def run(clip: np.ndarray = clip) -> None:
                 latent = translator.continuous(clip)
                 for domain in model.cfg.domains:
                     model.decoders[domain].spectrum(latent[None])
@@ -303,7 +314,9 @@ def load_probes(path) -> tuple[str, list[Probe]]:
     state = load_checkpoint(path)
     if state.get("kind") != PROBE_KIND:
         raise UserError(f"{path}: not a probe file (train one with `umt probe train`)")
-    return state["config"]["trait"], sorted((Probe.from_dict(p) for p in state["model"].values()), key=lambda p: -p.accuracy)
+    return state["config"]["trait"], sorted(
+        (Probe.from_dict(p) for p in state["model"].values()), key=lambda p: -p.accuracy
+    )
 
 
 def choose(steer: list[str], groups: list[list[Site]], best: int, threshold: float) -> Steering | None:
@@ -328,7 +341,9 @@ def choose(steer: list[str], groups: list[list[Site]], best: int, threshold: flo
             raise UserError(f"--steer {text}: none of its probes' sites is in this model")
         chosen += usable
         alphas += [alpha] * len(usable)
-        print(f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}")
+        print(
+            f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}"
+        )
     return Steering(sites, chosen, alphas, threshold if threshold < 1 else None)
 
 
@@ -367,7 +382,11 @@ def write_probe_report(path, trait: str, probes: list[Probe]) -> list:
         tmp.write_text("\n".join(lines) + "\n")
     heads = {tuple(p.site.split(".")[1:]): p.accuracy for p in probes if p.site.startswith("lm.")}
     frames = {tuple(p.site.split(".")[1:]): p.accuracy for p in probes if p.site.startswith("frames.")}
-    panels = [(name, cells, x, y) for name, cells, x, y in (("token LM", heads, "head", "layer"), ("frame networks", frames, "layer", "domain")) if cells]
+    panels = [
+        (name, cells, x, y)
+        for name, cells, x, y in (("token LM", heads, "head", "layer"), ("frame networks", frames, "layer", "domain"))
+        if cells
+    ]
     if not panels:
         return written[:1]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 + 5 * len(panels), 3.5), squeeze=False)

@@ -23,10 +23,14 @@ from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
 from umt.progress import Progress
 from umt.quantization.dependence import codebook_dependence
-from umt.runtime import stop_requests
+from umt.runtime import CPU, stop_requests
 from umt.translator import Translator
 
-TOKENIZER_RUN = {"steps": 1500, "lr": 5e-4, "mmd_weight": 0.0}  # what `umt tokenizer train` changes of the base's training
+TOKENIZER_RUN = {
+    "steps": 1500,
+    "lr": 5e-4,
+    "mmd_weight": 0.0,
+}  # what `umt tokenizer train` changes of the base's training
 
 
 def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given: dict) -> dict:
@@ -35,7 +39,13 @@ def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given
     decoders frozen unless tune_decoders, TOKENIZER_RUN over the base's training and the
     options `given` over that."""
     model = {"codebooks": codebooks, "codebook_size": codebook_size}
-    return {**TOKENIZER_RUN, "render_batch_size": 0, "model_overrides": model, "freeze_decoders": not tune_decoders, **given}
+    return {
+        **TOKENIZER_RUN,
+        "render_batch_size": 0,
+        "model_overrides": model,
+        "freeze_decoders": not tune_decoders,
+        **given,
+    }
 
 
 def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list[torch.Tensor]:
@@ -78,7 +88,7 @@ def _random_batch(files: list[torch.Tensor], length: int, batch: int, generator:
 
 
 @torch.no_grad()
-def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: torch.device = torch.device("cpu")) -> float:
+def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: torch.device = CPU) -> float:
     """Mean negative log-likelihood per frame (bits, all codebooks) over consecutive windows."""
     length = lm.cfg.context + lm.margin()
     windows = _windows(files, length)
@@ -119,7 +129,9 @@ def train_lm(
         raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     tokenizer = translator.model.tokenizer  # a Translator with tokens has one
     if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
-        raise UserError(f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs")
+        raise UserError(
+            f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs"
+        )
     device = translator.device
     torch.manual_seed(seed)
     lm = TokenLM(cfg).to(device)
@@ -154,7 +166,9 @@ def train_lm(
             if step % val_every == 0 or step == steps:
                 val = nll_bits(lm, val_files, batch, device)
                 rate = val_every / (time.perf_counter() - tic)
-                progress.write(f"step {step}: train {loss.item() / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)")
+                progress.write(
+                    f"step {step}: train {loss.item() / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)"
+                )
                 if val < best:
                     best = val
                     save_checkpoint(out / "best.pt", checkpoint())
@@ -196,7 +210,13 @@ def carried_lm(model_path: Path | str, mode: str) -> TokenLM | None:
 
 
 def continue_prompt(
-    translator: Translator, lm: TokenLM, prompt: np.ndarray, seconds: float, domain: str, temperature: float = 1.0, seed: int = 0
+    translator: Translator,
+    lm: TokenLM,
+    prompt: np.ndarray,
+    seconds: float,
+    domain: str,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """Tokenize a prompt (audio at the model rate), continue it by `seconds` with the LM, and
     render the continuation in `domain` (decoded with the prompt before it as context, then

@@ -47,7 +47,7 @@ from umt.errors import UserError
 from umt.model import UMT, DomainClassifier, ModelConfig, describe, shift_right
 from umt.presets import PRESETS, preset
 from umt.quantization.mmd import independence_mmd
-from umt.runtime import Process, autocast, autocast_dtype, start_process, stop_requests
+from umt.runtime import CPU, Process, autocast, autocast_dtype, start_process, stop_requests
 
 
 @dataclass
@@ -229,7 +229,9 @@ def plan_run(
         cfg = ModelConfig.from_dict({**base_state["config"], **overrides})
         missing = [d for d in cfg.domains if d not in manifest.domains]
         if missing:
-            raise UserError(f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})")
+            raise UserError(
+                f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})"
+            )
         adds_flutter = cfg.spectrum_flutter and not base_state["config"].get("spectrum_flutter", False)
         tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True,
                               "flutter_only": adds_flutter})  # fmt: skip
@@ -318,13 +320,17 @@ def train_step(
 # ---------------------------------------------------------------- validation and audio
 
 
-CONDITIONING = ("inputs", "levels_in", "render_levels")  # batch keys a decoder is conditioned on (besides its excitation)
+CONDITIONING = (
+    "inputs",
+    "levels_in",
+    "render_levels",
+)  # batch keys a decoder is conditioned on (besides its excitation)
 
 
 @torch.no_grad()
 def validate(
     model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, Dataset], items: int, batch_size: int,
-    dtype=None, device: torch.device = torch.device("cpu"),
+    dtype=None, device: torch.device = CPU,
 ) -> dict[str, float]:  # fmt: skip
     """Teacher-forced losses per domain on `items` crops of each dataset (UMT.forward: "ce/D"
     in nats per sample and "bits/D"; "spectrum/D" for frame networks), the conditioning gain
@@ -356,7 +362,9 @@ def validate(
                     add(f"gain/{key}", shuffled.losses[key].item() - value.item(), crops)
             if "levels" in batch and others:
                 with autocast(dtype, device):
-                    distance = sum(model.translation_chroma(out.latent, batch["levels"][0], t) for t in others) / len(others)
+                    distance = sum(model.translation_chroma(out.latent, batch["levels"][0], t) for t in others) / len(
+                        others
+                    )
                 add(f"translation_chroma/{domain}", distance.item(), crops)
             if classifier is not None and out.latent is not None:
                 with autocast(dtype, device):
@@ -390,7 +398,9 @@ def _roll_conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     """The same targets, each conditioned on the next clip's conditioning (and excitation)."""
     rolled = {k: torch.roll(v, 1, dims=1) if k in CONDITIONING else v for k, v in batch.items()}
     if "amplitude" in batch:
-        rolled["given_amplitude"], rolled["given_phase"] = (torch.roll(batch[k], 1, dims=1) for k in ("amplitude", "phase"))
+        rolled["given_amplitude"], rolled["given_phase"] = (
+            torch.roll(batch[k], 1, dims=1) for k in ("amplitude", "phase")
+        )
     return rolled
 
 
@@ -468,7 +478,13 @@ def train(
     loader_batch = max(tcfg.batch_size, tcfg.render_batch_size) if cfg.spectral else tcfg.batch_size
     workers = 0 if cfg.spectral else tcfg.workers  # spectral items are slices of tensors in memory
     loader = crop_loader(
-        MultiDomainCrops(list(train_sets.values())), loader_batch, workers, run.step, proc.rank, proc.world, max(0, remaining)
+        MultiDomainCrops(list(train_sets.values())),
+        loader_batch,
+        workers,
+        run.step,
+        proc.rank,
+        proc.world,
+        max(0, remaining),
     )
 
     # A spectral run may leave the frame networks or the renderers out of a step (batch size 0).
@@ -548,7 +564,9 @@ def _stop_agreed(stopping, proc: Process) -> bool:
 VAL_BATCH = 8  # validation crops per forward pass
 
 
-def crop_datasets(model: UMT, manifest: Manifest, tcfg: TrainConfig, domains: list[str], split: str) -> dict[str, Dataset]:
+def crop_datasets(
+    model: UMT, manifest: Manifest, tcfg: TrainConfig, domains: list[str], split: str
+) -> dict[str, Dataset]:
     """Per domain with a long enough file in `split`: training crops (augmented on the train split).
 
     A spectral model's items hold a frame crop and a render crop (SpectralCrops); the
@@ -625,12 +643,18 @@ class Logger:
         means = _means(stats)
         if self.bar:
             self.bar.update(1)
-            self.bar.set_postfix(**{k: f"{v:.3f}" for k, v in means.items()}, acc=f"{stats.get('classifier_acc', float('nan')):.2f}")
+            self.bar.set_postfix(
+                **{k: f"{v:.3f}" for k, v in means.items()}, acc=f"{stats.get('classifier_acc', float('nan')):.2f}"
+            )
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
             extra = ("commitment", "mmd", "translation_chroma")
-            losses = " ".join(f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in extra if k in stats)])
-            self.line(f"step {step}/{self.tcfg.steps} {losses}{acc} lr {stats['lr']:.2e} {stats['samples_per_s']:.0f} samples/s")
+            losses = " ".join(
+                f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in extra if k in stats)]
+            )
+            self.line(
+                f"step {step}/{self.tcfg.steps} {losses}{acc} lr {stats['lr']:.2e} {stats['samples_per_s']:.0f} samples/s"
+            )
 
     def validation(self, step: int, results: dict[str, float]) -> None:
         for key, value in results.items():
@@ -638,7 +662,9 @@ class Logger:
         parts = []
         for kind in LOSS_KINDS:
             if kind in results:
-                per_domain = " ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in results.items() if k.startswith(kind + "/"))
+                per_domain = " ".join(
+                    f"{k.split('/')[-1]} {v:.3f}" for k, v in results.items() if k.startswith(kind + "/")
+                )
                 gain = [v for k, v in results.items() if k.startswith(f"gain/{kind}/")]
                 gain_text = f", conditioning gain {sum(gain) / len(gain):.3f}" if gain else ""
                 bits = f" nats ({results[kind] / math.log(2):.3f} bits)" if kind == "ce" else ""

@@ -26,7 +26,9 @@ def add(commands) -> None:
                    help="where the clips come from: test (unseen pieces; report figures) or val (to choose settings by) "
                    "(default: %(default)s)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=4.0, help="length of a clip (default: %(default)s)")
-    p.add_argument("--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)")
+    p.add_argument(
+        "--figures", type=int, default=1, help="spectrogram examples per source domain (default: %(default)s)"
+    )
     flags.sampling_flags(p)
     p.add_argument("--batch-size", type=int, help="clips decoded at once (default: as many as fit in memory)")
     flags.renderer_flag(p)

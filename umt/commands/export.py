@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"--sampling {args.sampling}: cannot read it as JSON ({exc})") from None
     out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm, sampling)
-    renderers = f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})" if args.renderers_from else ""
+    renderers = (
+        f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})"
+        if args.renderers_from
+        else ""
+    )
     lms = f", token LM {', '.join(state['lm'])}" if state.get("lm") else ""
     print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}{lms}")
     return 0

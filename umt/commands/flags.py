@@ -52,7 +52,12 @@ def steer_flags(parser: argparse.ArgumentParser) -> None:
         help="nudge the model towards a probe's trait (umt probe train), ALPHA standard deviations along its "
         "direction (default 2; negative: away from it); repeatable",
     )  # fmt: skip
-    parser.add_argument("--steer-sites", type=int, default=4, help="the probe's best sites that are nudged, per target domain (default: %(default)s)")
+    parser.add_argument(
+        "--steer-sites",
+        type=int,
+        default=4,
+        help="the probe's best sites that are nudged, per target domain (default: %(default)s)",
+    )
     parser.add_argument(
         "--steer-threshold", type=float, default=0.9,
         help="self-monitoring: the nudge pauses while the probes have read the trait with at least this probability "

@@ -26,8 +26,15 @@ def add(commands) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output file (.wav or .flac)")
     p.add_argument("--model", type=Path, help="a model with a tokenizer (default: the shipped model)")
     p.add_argument("--lm", type=Path, help="a token LM (umt lm train; default: the one the model carries for --mode)")
-    p.add_argument("--mode", choices=MODES, default="parallel", help="which LM the model carries to use (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0, help="the LM's sampling temperature; 0 = greedy (default: %(default)s)")
+    p.add_argument(
+        "--mode", choices=MODES, default="parallel", help="which LM the model carries to use (default: %(default)s)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="the LM's sampling temperature; 0 = greedy (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     flags.steer_flags(p)
@@ -70,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                          args.temperature, args.seed)  # fmt: skip
     if steering:
-        print(f"steering: the nudge applied at {steering.newest_nudged():.0%} of the steps (the rest paused by self-monitoring)")
+        print(
+            f"steering: the nudge applied at {steering.newest_nudged():.0%} of the steps (the rest paused by self-monitoring)"
+        )
     write_audio(args.out, audio, model.cfg.sample_rate)
     print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "
           f"{figures['frames']} frames at {figures['frames_per_second']:.0f} frames/s")  # fmt: skip

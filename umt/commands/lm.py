@@ -50,7 +50,9 @@ def run_train(args: argparse.Namespace) -> int:
     device = flags.device(args.device)
     translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
     model_cfg = translator.model.cfg
-    cfg = LMConfig(model_cfg.codebooks, model_cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context)
+    cfg = LMConfig(
+        model_cfg.codebooks, model_cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context
+    )
     cfg.check()
     scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
                       args.seed, args.val_every, args.resume)  # fmt: skip

@@ -29,10 +29,14 @@ def add(commands) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per domain (default: %(default)s)")
     p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE, help="Hz (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of piece choice and variation (default: %(default)s)")
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="music21 corpus collection or composer (default: %(default)s)")
+    p.add_argument(
+        "--corpus", default=DEFAULT_CORPUS, help="music21 corpus collection or composer (default: %(default)s)"
+    )
     p.add_argument("--clip-seconds", type=float, default=20.0, help="longest excerpt per piece (default: %(default)s)")
     p.add_argument("--with-drums", action="store_true", help="add a General-MIDI drum part to every piece")
-    p.add_argument("--soundfont", type=Path, help="a General-MIDI .sf2 to render with (default: TimGM6mb.sf2 from pretty_midi)")
+    p.add_argument(
+        "--soundfont", type=Path, help="a General-MIDI .sf2 to render with (default: TimGM6mb.sf2 from pretty_midi)"
+    )
     p.add_argument(
         "--trait", choices=list(TRAITS),
         help="render trait pairs for `umt probe train` instead: every piece with the trait into OUT/with/<domain>/ and "
@@ -63,5 +67,7 @@ def run(args: argparse.Namespace) -> int:
     pairing = make_bench(args.out, domains, settings, args.jobs)
     minutes = sum(p["seconds"] for p in pairing["pieces"]) / 60
     pairs = f", with and without {args.trait}" if args.trait else ""
-    print(f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains{pairs} into {args.out}")
+    print(
+        f"rendered {len(pairing['pieces'])} pieces ({minutes:.2f} min) x {len(domains)} domains{pairs} into {args.out}"
+    )
     return 0

@@ -19,7 +19,9 @@ def add(commands) -> None:
     )
     p.add_argument("source", type=Path, metavar="SRC")
     p.add_argument("out", type=Path, metavar="OUT")
-    p.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE, help="model rate in Hz (default: %(default)s)")
+    p.add_argument(
+        "--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE, help="model rate in Hz (default: %(default)s)"
+    )
     p.add_argument("--split", default="80/10/10", help="train/val/test percentages (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="skip shorter files (default: %(default)s)")

@@ -28,9 +28,13 @@ def add(commands) -> None:
     t.add_argument("--trait", required=True, help="the trait's name, e.g. staccato")
     t.add_argument("-o", "--out", type=Path, required=True, help="the probe file to write (.pt)")
     t.add_argument("--model", type=Path, help="the model (default: the shipped one)")
-    t.add_argument("--mode", choices=MODES, default="parallel", help="which token LM of the model (default: %(default)s)")
+    t.add_argument(
+        "--mode", choices=MODES, default="parallel", help="which token LM of the model (default: %(default)s)"
+    )
     t.add_argument("--clip-seconds", type=float, default=2.0, help="length of one example (default: %(default)s)")
-    t.add_argument("--held-out", type=float, default=0.3, help="share of the clips that score the probes (default: %(default)s)")
+    t.add_argument(
+        "--held-out", type=float, default=0.3, help="share of the clips that score the probes (default: %(default)s)"
+    )
     flags.device_flag(t)
     t.set_defaults(run=run_train)
 

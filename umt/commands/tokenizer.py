@@ -12,7 +12,9 @@ from umt.errors import UserError
 def add(commands) -> None:
     from umt.tokens import TOKENIZER_RUN
 
-    p = commands.add_parser("tokenizer", help="a residual-VQ tokenizer of the latent, and how independent its codebooks are")
+    p = commands.add_parser(
+        "tokenizer", help="a residual-VQ tokenizer of the latent, and how independent its codebooks are"
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = actions.add_parser(
         "train",
@@ -29,8 +31,12 @@ def add(commands) -> None:
     # defaults of a new run; on --resume, only the flags given change the stored settings
     t.add_argument("--codebooks", type=int, default=4, help="K (default: %(default)s)")
     t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
-    t.add_argument("--mmd-weight", type=float, help=f"weight of the independence loss (default: {TOKENIZER_RUN['mmd_weight']})")
-    t.add_argument("--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays")
+    t.add_argument(
+        "--mmd-weight", type=float, help=f"weight of the independence loss (default: {TOKENIZER_RUN['mmd_weight']})"
+    )
+    t.add_argument(
+        "--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays"
+    )
     t.add_argument(
         "--tune-decoders", action="store_true",
         help="fine-tune the frame networks to the quantised latent too (by default they stay as they are, so the "
@@ -81,11 +87,20 @@ def run_measure(args: argparse.Namespace) -> int:
     from umt.translator import Translator
 
     device = flags.device(args.device)
-    figures = measure(Translator(load_model(args.model, device), device, tokens=True), Manifest.read(args.data), args.split)
+    figures = measure(
+        Translator(load_model(args.model, device), device, tokens=True), Manifest.read(args.data), args.split
+    )
     k = len(figures["perplexity"])
-    print(f"{figures['frames']} frames of the {args.split} split; mutual information between codebooks (bits), floor in brackets:")
+    print(
+        f"{figures['frames']} frames of the {args.split} split; mutual information between codebooks (bits), floor in brackets:"
+    )
     for i in range(k):
-        print("  " + "  ".join("   -   " if i == j else f"{figures['mi'][i][j]:.3f} ({figures['floor'][i][j]:.3f})" for j in range(k)))
+        print(
+            "  "
+            + "  ".join(
+                "   -   " if i == j else f"{figures['mi'][i][j]:.3f} ({figures['floor'][i][j]:.3f})" for j in range(k)
+            )
+        )
     print(f"mean over pairs {figures['mean_mi']:.3f} bits (floor {figures['mean_floor']:.3f})")
     print("perplexity per codebook: " + ", ".join(f"{p:.1f}" for p in figures["perplexity"]))
     if args.json:

@@ -23,8 +23,13 @@ def add(commands) -> None:
     p.add_argument("prep", type=Path, metavar="PREP", help="a folder written by `umt prepare`")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and TensorBoard logs")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--from", dest="base", type=Path, help="start from this checkpoint: alone, fine-tune all its decoders on its frozen encoder; "
-                   "with --add-domain, the model to extend")
+    p.add_argument(
+        "--from",
+        dest="base",
+        type=Path,
+        help="start from this checkpoint: alone, fine-tune all its decoders on its frozen encoder; "
+        "with --add-domain, the model to extend",
+    )
     p.add_argument("--add-domain", help="train only a new decoder for this domain of PREP; all else frozen")
     flags.device_flag(p)
     training_flags = {
@@ -32,7 +37,9 @@ def add(commands) -> None:
         "steps": dict(type=int),
         "batch_size": dict(type=int, help="crops per domain per process"),
         "crop": dict(type=int, help="crop length in samples, a multiple of the latent frame"),
-        "render_batch_size": dict(type=int, help="spectral presets: renderer crops per domain per process; 0 = frames only"),
+        "render_batch_size": dict(
+            type=int, help="spectral presets: renderer crops per domain per process; 0 = frames only"
+        ),
         "render_crop": dict(type=int, help="spectral presets: renderer crop length in samples"),
         "lr": dict(type=float),
         "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
@@ -43,15 +50,21 @@ def add(commands) -> None:
             help="maximize the classifier's CE (the paper; unbounded) or push its belief to uniform (bounded; spectral presets)",
         ),
         "timbre_augment": dict(
-            type=float, metavar="DB", help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off"
+            type=float,
+            metavar="DB",
+            help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off",
         ),
         "chroma_weight": dict(
-            type=float, help="spectral presets: weight of the translation-chroma term (each crop translated into another "
+            type=float,
+            help="spectral presets: weight of the translation-chroma term (each crop translated into another "
             "domain must keep its pitch classes); 0 = off",
         ),
-        "mmd_weight": dict(type=float, help="a model with a tokenizer: weight of the independence loss between its codebooks"),
+        "mmd_weight": dict(
+            type=float, help="a model with a tokenizer: weight of the independence loss between its codebooks"
+        ),
         "mmd_delayed": dict(
-            action=argparse.BooleanOptionalAction, help="compare codebooks at the parallel token LM's delays (k frames apart)"
+            action=argparse.BooleanOptionalAction,
+            help="compare codebooks at the parallel token LM's delays (k frames apart)",
         ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),
@@ -62,9 +75,12 @@ def add(commands) -> None:
         "val_every": dict(type=int),
         "val_items": dict(type=int, help="validation crops per domain"),
         "checkpoint_every": dict(
-            type=int, help="steps between saves of RUN/last.pt (Ctrl-C or SIGTERM also saves it; a kill -9 loses at most this many steps)"
+            type=int,
+            help="steps between saves of RUN/last.pt (Ctrl-C or SIGTERM also saves it; a kill -9 loses at most this many steps)",
         ),
-        "keep_every": dict(type=int, help="steps between snapshots kept as RUN/step<N>.pt, for curves over training time; 0 = none"),
+        "keep_every": dict(
+            type=int, help="steps between snapshots kept as RUN/step<N>.pt, for curves over training time; 0 = none"
+        ),
         "audio_every": dict(type=int, help="steps between TensorBoard audio clips"),
         "log_every": dict(type=int, help="steps between log lines when not on a terminal"),
     }

@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     index, count = parse_shard(args.shard)
     unreadable: list[tuple[Path, str]] = []
     jobs = shard(find_jobs(args.inputs, f".{args.format}", unreadable), index, count)
-    steering = flags.steering(args, [frame_sites(model, d) for d in targets] if args.steer else [])  # flags checked before OUT is made
+    steering = flags.steering(
+        args, [frame_sites(model, d) for d in targets] if args.steer else []
+    )  # flags checked before OUT is made
     check_output_folder(args.out, targets)
     translator = Translator(
         model, device, args.batch_size, args.chunk_seconds, args.temperature, args.seed,
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         report = convert(translator, jobs, targets, args.out, args.overwrite, args.sample_rate, args.zero_nonfinite)
     report.failed += unreadable
     if steering:
-        print(f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest paused by self-monitoring)")
+        print(
+            f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest paused by self-monitoring)"
+        )
     print(summary(report))
     return 1 if report.failed else 0

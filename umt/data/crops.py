@@ -30,7 +30,13 @@ class CropDataset(Dataset):
     """
 
     def __init__(
-        self, manifest: Manifest, domain: str, split: str = "train", crop: int = 12000, augment: bool = True, seed: int = 0
+        self,
+        manifest: Manifest,
+        domain: str,
+        split: str = "train",
+        crop: int = 12000,
+        augment: bool = True,
+        seed: int = 0,
     ):
         self.manifest = manifest
         self.entries = [e for e in manifest.entries(domain, split) if e.samples >= crop]
@@ -50,7 +56,11 @@ class CropDataset(Dataset):
         file = int(np.searchsorted(self.ends, position, side="right"))
         start = position - (int(self.ends[file - 1]) if file else 0)
         clean = pcm_to_float(self._array(file)[start : start + self.crop])
-        noisy = pitch_shift_segment(clean, self.manifest.sample_rate, random_segment(self.crop, rng)) if self.augment else clean
+        noisy = (
+            pitch_shift_segment(clean, self.manifest.sample_rate, random_segment(self.crop, rng))
+            if self.augment
+            else clean
+        )
         return mu_law_encode(torch.from_numpy(noisy)), mu_law_encode(torch.from_numpy(clean))
 
     def _array(self, file: int) -> np.ndarray:
@@ -66,8 +76,16 @@ class StepSampler(Sampler[int]):
     s*G .. s*G + G - 1; rank r takes the r-th slice of batch_size of them.
     """
 
-    def __init__(self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1, steps: int | None = None):
-        self.batch_size, self.start_step, self.rank, self.world_size, self.steps = batch_size, start_step, rank, world_size, steps
+    def __init__(
+        self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1, steps: int | None = None
+    ):
+        self.batch_size, self.start_step, self.rank, self.world_size, self.steps = (
+            batch_size,
+            start_step,
+            rank,
+            world_size,
+            steps,
+        )
 
     def __iter__(self) -> Iterator[int]:
         step = self.start_step

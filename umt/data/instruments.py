@@ -51,5 +51,7 @@ def parse_instruments(text: str) -> list[str]:
     names = [canonical_name(n) for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in INSTRUMENTS]
     if unknown or not names:
-        raise UserError(f"--domains: unknown instrument {', '.join(unknown) or '(none)'}; choose from {', '.join(INSTRUMENTS)}")
+        raise UserError(
+            f"--domains: unknown instrument {', '.join(unknown) or '(none)'}; choose from {', '.join(INSTRUMENTS)}"
+        )
     return list(dict.fromkeys(names))

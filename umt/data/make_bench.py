@@ -111,7 +111,9 @@ def with_trait(notes: np.ndarray, trait: str, side: str) -> np.ndarray:
         length = notes["end"] - notes["start"]
         notes["end"] = notes["start"] + np.minimum(length, np.maximum(0.06, length / 3))
     elif trait == "density" and side == "without":
-        sounding = (notes["start"][None, :] <= notes["start"][:, None]) & (notes["end"][None, :] > notes["start"][:, None])
+        sounding = (notes["start"][None, :] <= notes["start"][:, None]) & (
+            notes["end"][None, :] > notes["start"][:, None]
+        )
         keys = np.where(sounding, notes["key"][None, :], -1)
         highest = keys.max(axis=1)
         lowest = np.where(sounding, notes["key"][None, :], 1000).min(axis=1)
@@ -201,7 +203,7 @@ def _drum_part(score, sec_per_quarter: float, seconds: float, rng: np.random.Gen
     hat_key = int(rng.choice([CLOSED_HAT, RIDE]))
     hat_step = float(rng.choice([0.5, 1.0]))
     loudness = int(rng.integers(80, 111))
-    beats = max(1, int(round(bar)))
+    beats = max(1, round(bar))
 
     hits = []
     t = downbeat - bar if downbeat > 0 else 0.0
@@ -256,7 +258,10 @@ def place_in_range(notes: np.ndarray, instrument: Instrument) -> np.ndarray:
     """Move the whole piece by the octave that keeps most notes in the instrument's range,
     fold the rest in by octaves, and shorten notes that now overlap on the same key."""
     keys = notes["key"]
-    best = max(range(-4, 5), key=lambda k: (np.sum((keys + 12 * k >= instrument.low) & (keys + 12 * k <= instrument.high)), -abs(k)))
+    best = max(
+        range(-4, 5),
+        key=lambda k: (np.sum((keys + 12 * k >= instrument.low) & (keys + 12 * k <= instrument.high)), -abs(k)),
+    )
     placed = notes.copy()
     placed["key"] = keys + 12 * best
     while np.any(low := placed["key"] < instrument.low):
@@ -294,11 +299,13 @@ def check_soundfont(path: str) -> None:
         raise UserError(f"--soundfont {path}: no such file")
     try:
         tinysoundfont.Synth(samplerate=RENDER_RATE).sfload(_soundfont_bytes(path))
-    except Exception as exc:  # the binding raises plain Exceptions for unreadable files
+    except Exception as exc:  # noqa: BLE001 (the binding raises plain Exceptions for unreadable files)
         raise UserError(f"--soundfont {path}: not a soundfont the synthesiser reads ({exc})") from None
 
 
-def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = "", side: str = "", soundfont: str = "") -> np.ndarray:
+def render(
+    piece: Piece, instrument: Instrument, sample_rate: int, trait: str = "", side: str = "", soundfont: str = ""
+) -> np.ndarray:
     """Synthesise the piece on one instrument: mono float32 at `sample_rate`, -1 dBFS peak
     (one side of a trait pair, if a trait is given), through `soundfont` ("" = TimGM6mb)."""
     try:
@@ -339,7 +346,9 @@ def render(piece: Piece, instrument: Instrument, sample_rate: int, trait: str = 
     return audio * (PEAK / peak) if peak > 0 else audio
 
 
-def _render_file(piece: Piece, domain: str, path: Path, sample_rate: int, trait: str, side: str, soundfont: str) -> None:
+def _render_file(
+    piece: Piece, domain: str, path: Path, sample_rate: int, trait: str, side: str, soundfont: str
+) -> None:
     write_audio(path, render(piece, INSTRUMENTS[domain], sample_rate, trait, side, soundfont), sample_rate)
 
 
@@ -352,8 +361,12 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
     earlier_domains: list[str] = []
     if pairing_path.is_file():  # finish an interrupted run, or add domains to a finished one
         previous = json.loads(pairing_path.read_text())
-        if {"trait": "", "soundfont": "", **previous.get("settings", {})} != asdict(settings):  # older corpora lack these
-            raise UserError(f"{out}: holds a corpus made with other settings {previous.get('settings')}; use a new folder")
+        if {"trait": "", "soundfont": "", **previous.get("settings", {})} != asdict(
+            settings
+        ):  # older corpora lack these
+            raise UserError(
+                f"{out}: holds a corpus made with other settings {previous.get('settings')}; use a new folder"
+            )
         earlier_domains = previous["domains"]
     pieces = choose_pieces(settings, jobs)
     pairing = {
@@ -366,13 +379,24 @@ def make_bench(out: Path, domains: list[str], settings: Settings, jobs: int = 1)
 
     folders = [(out / side, side) for side in SIDES] if settings.trait else [(out, "")]
     todo = [
-        (piece, domain, folder / domain / f"{piece.name}.flac", settings.sample_rate, settings.trait, side, settings.soundfont)
+        (
+            piece,
+            domain,
+            folder / domain / f"{piece.name}.flac",
+            settings.sample_rate,
+            settings.trait,
+            side,
+            settings.soundfont,
+        )
         for folder, side in folders
         for piece in pieces
         for domain in domains
         if not (folder / domain / f"{piece.name}.flac").is_file()  # done by an earlier, interrupted run
     ]
-    with ProcessPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="rendering", unit="file", disable=None) as bar:
+    with (
+        ProcessPoolExecutor(max_workers=jobs) as pool,
+        tqdm(total=len(todo), desc="rendering", unit="file", disable=None) as bar,
+    ):
         for _ in pool.map(_render_file, *zip(*todo)) if todo else ():
             bar.update()
     return pairing

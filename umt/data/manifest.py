@@ -51,9 +51,7 @@ class Manifest:
     root: Path | None = None  # the prepared folder (not stored)
 
     def entries(self, domain: str | None = None, split: str | None = None) -> list[FileEntry]:
-        return [
-            f for f in self.files if (domain is None or f.domain == domain) and (split is None or f.split == split)
-        ]
+        return [f for f in self.files if (domain is None or f.domain == domain) and (split is None or f.split == split)]
 
     def seconds(self, domain: str, split: str | None = None) -> float:
         return sum(f.samples for f in self.entries(domain, split)) / self.sample_rate

@@ -58,7 +58,7 @@ def prepare(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-    waiting = lambda: print(f"waiting for another umt prepare writing into {out}", flush=True)  # noqa: E731
+    waiting = lambda: print(f"waiting for another umt prepare writing into {out}", flush=True)
     with locked(out / LOCK_NAME, waiting):
         return _prepare(source, out, domains, sample_rate, split_fractions, seed, min_seconds, jobs)
 
@@ -87,7 +87,9 @@ def _prepare(source: Path, out: Path, domains: list[str], sample_rate: int, spli
             else:
                 todo.append(job)
 
-    manifest.skipped += [{"source": path.relative_to(source).as_posix(), "reason": reason} for path, reason in unreadable]
+    manifest.skipped += [
+        {"source": path.relative_to(source).as_posix(), "reason": reason} for path, reason in unreadable
+    ]
     last_save = time.monotonic()
     with tqdm(total=len(todo), desc="prepare", unit="file", disable=None) as bar:
         for result in _run(todo, sample_rate, min_seconds, out, jobs):
@@ -160,9 +162,8 @@ def _convert(job: Job, sample_rate: int, min_seconds: float, out: Path) -> Resul
     if peak < SILENCE_PEAK:
         return Result(job, reason=f"silent (peak {20 * np.log10(max(peak, 1e-10)):.0f} dBFS)")
     pcm = np.round(audio * 32767.0).astype(np.int16)
-    with atomic_path(out / job.out_rel) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, pcm)
+    with atomic_path(out / job.out_rel) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, pcm)
     return Result(job, samples=int(pcm.size))
 
 

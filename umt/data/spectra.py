@@ -78,7 +78,13 @@ class SpectralCrops(Dataset):
 
     def __init__(self, store: SpectrumStore, domain: str, frame_crop: int, render_crop: int,
                  augment: bool = True, seed: int = 0, timbre_db: float = 0.0):  # fmt: skip
-        self.store, self.frame_crop, self.render_crop, self.augment, self.seed = store, frame_crop, render_crop, augment, seed
+        self.store, self.frame_crop, self.render_crop, self.augment, self.seed = (
+            store,
+            frame_crop,
+            render_crop,
+            augment,
+            seed,
+        )
         self.timbre_db = timbre_db
         self.domain_key = zlib.crc32(domain.encode())
         longest = max(frame_crop, render_crop)
@@ -86,7 +92,9 @@ class SpectralCrops(Dataset):
         if not self.files:
             raise UserError(f"domain {domain!r}: no file of at least {longest * store.hop} samples")
         # crop positions uniform over every possible start, per part
-        self.ends = {n: np.cumsum([store.frames(i) - n + 1 for i in self.files]) for n in {frame_crop, render_crop} if n}
+        self.ends = {
+            n: np.cumsum([store.frames(i) - n + 1 for i in self.files]) for n in {frame_crop, render_crop} if n
+        }
 
     def _position(self, rng: np.random.Generator, length: int) -> tuple[int, int]:
         ends = self.ends[length]
@@ -108,7 +116,9 @@ class SpectralCrops(Dataset):
                     clean[None], torch.tensor([seg.start]), torch.tensor([seg.stop]), torch.tensor([seg.semitones])
                 )[0]
                 if self.timbre_db:
-                    levels_in = apply_gain(levels_in, torch.from_numpy(random_envelope(clean.shape[-1], rng, self.timbre_db)))
+                    levels_in = apply_gain(
+                        levels_in, torch.from_numpy(random_envelope(clean.shape[-1], rng, self.timbre_db))
+                    )
                 item["levels_in"] = levels_in
             else:
                 item["levels_in"] = clean

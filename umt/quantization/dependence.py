@@ -27,7 +27,11 @@ def entropy_bits(counts: torch.Tensor) -> float:
 def mutual_information(a: torch.Tensor, b: torch.Tensor, size: int) -> float:
     """I(A; B) in bits from paired tokens a, b [N] (values < size): H(A) + H(B) - H(A, B)."""
     joint = torch.bincount(a.long() * size + b.long(), minlength=size * size)
-    return entropy_bits(torch.bincount(a.long(), minlength=size)) + entropy_bits(torch.bincount(b.long(), minlength=size)) - entropy_bits(joint)
+    return (
+        entropy_bits(torch.bincount(a.long(), minlength=size))
+        + entropy_bits(torch.bincount(b.long(), minlength=size))
+        - entropy_bits(joint)
+    )
 
 
 def perplexity(tokens: torch.Tensor, size: int) -> float:

@@ -37,12 +37,14 @@ def independence_mmd(
         and the dependence that matters is between the vectors predicted in one step.
     max_points: positions drawn at random (the cost is quadratic in their number).
     """
-    k, b, t, d = streams.shape
+    k, _, t, d = streams.shape
     if delays is not None:
         if len(delays) != k or min(delays) < 0 or max(delays) >= t:
             raise ValueError(f"delays {delays}: one per stream, each in 0..{t - 1}")
         span = t - max(delays)
-        streams = torch.stack([streams[i, :, max(delays) - delays[i] : max(delays) - delays[i] + span] for i in range(k)])
+        streams = torch.stack(
+            [streams[i, :, max(delays) - delays[i] : max(delays) - delays[i] + span] for i in range(k)]
+        )
     points = streams.flatten(1, 2)  # [K, N, D]
     n = points.shape[1]
     if n > max_points:
@@ -51,7 +53,9 @@ def independence_mmd(
     if n < 2:
         raise ValueError("need at least two positions")
     joint = points.transpose(0, 1).reshape(n, k * d)
-    shuffled = torch.stack([points[i, torch.randperm(n, generator=generator, device="cpu").to(points.device)] for i in range(k)])
+    shuffled = torch.stack(
+        [points[i, torch.randperm(n, generator=generator, device="cpu").to(points.device)] for i in range(k)]
+    )
     product = shuffled.transpose(0, 1).reshape(n, k * d)
 
     dxx, dyy, dxy = (_squared_distances(a, c) for a, c in ((joint, joint), (product, product), (joint, product)))

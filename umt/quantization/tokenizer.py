@@ -37,7 +37,9 @@ class QuantizedResult:
 class Tokenizer(nn.Module):
     def __init__(self, channels: int, codebooks: int, codebook_size: int, commitment: float = 0.25):
         super().__init__()
-        from vector_quantize_pytorch import ResidualVQ  # here: importing it costs 2 s, and most models have no tokenizer
+        from vector_quantize_pytorch import (
+            ResidualVQ,  # here: importing it costs 2 s, and most models have no tokenizer
+        )
 
         self.codebooks, self.codebook_size = codebooks, codebook_size
         self.project_in = nn.Linear(channels, channels)
