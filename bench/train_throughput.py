@@ -26,7 +26,8 @@ from umt import spectral
 from umt.model import describe
 from umt.presets import PRESETS, preset
 from umt.runtime import autocast_dtype
-from umt.train import TrainConfig, build_run, train_step
+from umt.training.config import TrainConfig, build_run
+from umt.training.step import train_step
 
 
 def random_batch(cfg, part: str, domains: int, batch: int, crop: int, device: torch.device) -> dict[str, torch.Tensor]:

@@ -44,7 +44,7 @@ def test_the_default_model_continues_the_example_with_its_token_lms(tmp_path: Pa
 
 
 def test_export_drops_the_optimiser(tmp_path: Path, two_domains: Path):
-    from umt.train import train
+    from umt.training.loop import train
 
     train(two_domains, tmp_path / "run", dict(preset="tiny", steps=1, crop=400, batch_size=1, workers=0), "cpu")
     assert main(["export", str(tmp_path / "run" / "last.pt"), str(tmp_path / "model.pt")]) == 0
@@ -64,7 +64,7 @@ def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: P
     import re
 
     from umt.checkpoint import load_model, save_checkpoint
-    from umt.train import train
+    from umt.training.loop import train
 
     common = dict(preset="tiny-spectral", steps=2, workers=0, val_every=100)
     train(two_domains, tmp_path / "frames", dict(common, render_batch_size=0), "cpu")

@@ -4,7 +4,7 @@ import torch
 from umt.errors import UserError
 from umt.model import SILENCE, UMT, DomainClassifier, ModelConfig, parameter_count, shift_right
 from umt.presets import preset
-from umt.train import check_crop
+from umt.training.config import check_crop
 
 
 def small_config(**kw) -> ModelConfig:

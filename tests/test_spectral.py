@@ -13,7 +13,7 @@ from umt.model import UMT
 from umt.outputs import LogisticMixture
 from umt.outputs import shift_right as shift_targets
 from umt.presets import preset
-from umt.train import validate
+from umt.training.validation import validate
 
 SR, HOP = 16000, 160
 
@@ -256,7 +256,7 @@ def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translati
     two_domains, tiny_spectral_checkpoint, tmp_path
 ):
     from umt.checkpoint import load_checkpoint, load_model
-    from umt.train import train
+    from umt.training.loop import train
     from umt.translator import Translator
 
     out = tmp_path / "flutter"
@@ -332,7 +332,7 @@ def test_the_translation_chroma_trains_each_domain_to_keep_the_others_notes():
 def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tmp_path):
     from umt.checkpoint import load_model
     from umt.errors import UserError
-    from umt.train import train
+    from umt.training.loop import train
     from umt.translator import Translator
 
     out = tmp_path / "run"
@@ -392,7 +392,7 @@ def test_a_residual_renderer_models_the_audio_minus_its_excitation(output, toler
 def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_path):
     from umt.checkpoint import load_model
     from umt.errors import UserError
-    from umt.train import train
+    from umt.training.loop import train
     from umt.translator import Translator
 
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import torch
 from umt.checkpoint import load_checkpoint, load_model
 from umt.cli import main
 from umt.lm import LMConfig, TokenLM
-from umt.train import train
+from umt.training.loop import train
 
 K, N = 3, 16
 

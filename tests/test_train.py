@@ -18,7 +18,10 @@ from umt.data.prepare import prepare
 from umt.errors import UserError
 from umt.model import UMT
 from umt.presets import preset
-from umt.train import TrainConfig, build_run, train, train_step, validate
+from umt.training.config import TrainConfig, build_run
+from umt.training.loop import train
+from umt.training.step import train_step
+from umt.training.validation import validate
 
 CPU = torch.device("cpu")
 QUICK = dict(preset="tiny", crop=400, batch_size=2, workers=0, val_items=4, val_every=5, audio_every=5)

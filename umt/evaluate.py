@@ -31,7 +31,9 @@ from umt.errors import UserError
 from umt.fileio import atomic_path, write_json
 from umt.judge import TRUSTED_JUDGE, Judge, LogMel
 from umt.progress import Progress
-from umt.train import TrainConfig, crop_datasets, validate
+from umt.training.config import TrainConfig
+from umt.training.data import crop_datasets
+from umt.training.validation import validate
 from umt.translator import Translator
 
 # measure -> (title, higher is better, needs a paired corpus)
@@ -328,7 +330,7 @@ def _mean(values) -> float | None:
 
 def _reconstruction(translator: Translator, manifest: Manifest, domains: list[str], items: int) -> dict:
     """Teacher-forced scores per domain on val crops: CE in nats and bits per sample, a spectral
-    decoder's spectrum L1, and the conditioning gain of each (see umt.train.validate)."""
+    decoder's spectrum L1, and the conditioning gain of each (see umt.training.validation.validate)."""
     cfg = translator.model.cfg
     crops = TrainConfig(
         crop=(cfg.sample_rate // cfg.pool) * cfg.pool if cfg.spectral else 8 * cfg.pool, render_crop=8 * cfg.pool

@@ -15,7 +15,7 @@ from umt.model import ModelConfig
 @dataclass(frozen=True)
 class Preset:
     model: ModelConfig
-    training: dict = field(default_factory=dict)  # TrainConfig fields (see umt.train)
+    training: dict = field(default_factory=dict)  # TrainConfig fields (see umt.training.config)
 
 
 PRESETS: dict[str, Preset] = {

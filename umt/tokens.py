@@ -34,7 +34,7 @@ TOKENIZER_RUN = {
 
 
 def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given: dict) -> dict:
-    """The training options of a new tokenizer run (umt.train.train --from the trained model):
+    """The training options of a new tokenizer run (umt.training.loop.train --from the trained model):
     a residual VQ of `codebooks` x `codebook_size` added, frames only (no renderer crops), the
     decoders frozen unless tune_decoders, TOKENIZER_RUN over the base's training and the
     options `given` over that."""

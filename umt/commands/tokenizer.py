@@ -63,7 +63,7 @@ def add(commands) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from umt.tokens import tokenizer_run
-    from umt.train import train
+    from umt.training.loop import train
 
     if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0:
         raise UserError("--codebooks must be positive, --codebook-size at least 2, --mmd-weight not negative")

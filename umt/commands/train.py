@@ -10,7 +10,7 @@ from umt.commands import flags
 
 def add(commands) -> None:
     from umt.presets import PRESETS
-    from umt.train import TrainConfig
+    from umt.training.config import TrainConfig
 
     defaults = TrainConfig()
     p = commands.add_parser(
@@ -100,7 +100,8 @@ def add(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from umt.model import parse_settings
-    from umt.train import TrainConfig, train
+    from umt.training.config import TrainConfig
+    from umt.training.loop import train
 
     options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
     if args.model_overrides:

@@ -1,0 +1,228 @@
+"""The settings of a training run and how a run is planned: a new run, --resume, --from
+(fine-tuning a trained model, or fitting a tokenizer onto it) and --add-domain; the live
+state a checkpoint saves and restores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from umt.checkpoint import load_checkpoint, load_model_state
+from umt.data.manifest import Manifest
+from umt.errors import UserError
+from umt.model import UMT, DomainClassifier, ModelConfig
+from umt.presets import PRESETS, preset
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a run except where it runs; stored in every checkpoint."""
+
+    preset: str = "spectral"
+    steps: int = 20000
+    batch_size: int = 8  # crops per domain, per process (spectral: frame crops; 0 = frame networks do not train)
+    crop: int = 8000  # samples; the paper uses 12000 (0.75 s at 16 kHz)
+    render_batch_size: int = 8  # spectral: renderer crops per domain, per process (0 = renderers do not train)
+    render_crop: int = 2400  # spectral: samples of a renderer crop
+    lr: float = 1e-3
+    lr_decay: float = 0.98  # factor per 1000 steps
+    clip: float = 1.0  # gradient-norm clipping
+    confusion_weight: float = 0.01  # lambda of the domain-confusion term
+    # maximize: the paper's -lambda * CE of the classifier (unbounded: an encoder can drive it to
+    # -infinity, and a spectral run did, diverging after 5,500 steps); uniform: lambda * CE of
+    # the classifier against the uniform distribution (bounded below by log(domains))
+    confusion: str = "maximize"
+    # spectral: peak dB of a random spectral envelope on the encoder's input (0 = off), so the
+    # latent cannot carry the input's timbre (umt.data.augment)
+    timbre_augment: float = 0.0
+    # spectral: weight of the translation-chroma term: each crop is also translated by another
+    # domain's frame network, which must keep the crop's pitch classes (1 - chroma cosine; no
+    # paired data needed). 0 = off: reconstruction alone never trains the translation path.
+    chroma_weight: float = 0.0
+    # the encoder keeps its weights and only the decoders train (`umt train --from BASE` alone:
+    # fine-tuning decoders to a finished latent); no domain-confusion classifier then
+    freeze_encoder: bool = False
+    # with freeze_encoder: the decoders keep their weights too, and only the tokenizer trains
+    # (`umt tokenizer train` without --tune-decoders), so the model translates as before
+    freeze_decoders: bool = False
+    # only the frame networks' flutter heads train, all else keeps its weights (set by
+    # `--from BASE --model-set spectrum_flutter=true` on a base without them: the model then
+    # translates as before, plus flutter, and its tokenizer and token LMs stay valid)
+    flutter_only: bool = False
+    # weight of the independence loss between a tokenizer's codebooks (umt.quantization.mmd;
+    # Lemercier et al. 2024), compared at the parallel token LM's delays (codebook k, k frames
+    # earlier) when mmd_delayed; measured and logged whenever the model has a tokenizer
+    mmd_weight: float = 0.0
+    mmd_delayed: bool = True
+    # ModelConfig fields set over the preset's for a new run, e.g. {"latent_channels": 16}
+    model_overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    workers: int = 2  # DataLoader processes (pitch augmentation runs there)
+    precision: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), fp32, bf16, fp16
+    activation_checkpointing: bool = False  # recompute decoder layers in backward: less memory, ~1/3 more compute
+    val_every: int = 500
+    val_items: int = 32  # validation crops per domain
+    checkpoint_every: int = 250
+    keep_every: int = 0  # steps between snapshots kept as step<N>.pt (0 = none)
+    audio_every: int = 2000
+    log_every: int = 50
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass
+class Run:
+    """The live state of a run: what a checkpoint saves and restores."""
+
+    model: UMT
+    classifier: DomainClassifier | None  # None when only a new decoder trains
+    optimizer: torch.optim.Optimizer
+    classifier_optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    trainable: list[str]  # the domains whose decoders train
+    step: int = 0
+    best_val: float = math.inf
+
+
+TOKENIZER_FIELDS = ("codebooks", "codebook_size")
+
+
+# ModelConfig fields a fine-tuning run (--from) may set: a new tokenizer, or flutter heads
+# beside the frame networks (the new layers start untrained, everything else from the base)
+FINE_TUNE_FIELDS = (*TOKENIZER_FIELDS, "spectrum_flutter")
+
+
+def build_run(
+    cfg: ModelConfig, tcfg: TrainConfig, trainable: list[str], device: torch.device, dtype: torch.dtype | None
+) -> Run:
+    torch.manual_seed(tcfg.seed)
+    model = UMT(cfg).to(device)
+    for decoder in model.decoders.values():
+        decoder.activation_checkpointing = tcfg.activation_checkpointing
+    train_encoder = trainable == cfg.domains and not tcfg.freeze_encoder
+    fine_tuning = trainable == cfg.domains and tcfg.freeze_encoder  # `--from` alone (a tokenizer fitted, say)
+    for name, param in model.named_parameters():
+        if tcfg.flutter_only:
+            param.requires_grad = ".flutter_out." in name
+        elif train_encoder:
+            param.requires_grad = True
+        elif name.startswith("tokenizer."):
+            param.requires_grad = fine_tuning
+        else:
+            param.requires_grad = not tcfg.freeze_decoders and any(name.startswith(f"decoders.{d}.") for d in trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.Adam(params, lr=tcfg.lr, **fused)
+    classifier = classifier_optimizer = None
+    if train_encoder:
+        classifier = DomainClassifier(cfg).to(device)
+        classifier_optimizer = torch.optim.Adam(classifier.parameters(), lr=tcfg.lr, **fused)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay ** (1 / 1000))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Run(model, classifier, optimizer, classifier_optimizer, scheduler, scaler, trainable)
+
+
+def checkpoint_state(run: Run, cfg: ModelConfig, tcfg: TrainConfig) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "config": cfg.to_dict(),
+        "train": asdict(tcfg),
+        "trainable": run.trainable,
+        "step": run.step,
+        "best_val": run.best_val,
+        "model": run.model.state_dict(),
+        "classifier": run.classifier.state_dict() if run.classifier else None,
+        "optimizer": run.optimizer.state_dict(),
+        "classifier_optimizer": run.classifier_optimizer.state_dict() if run.classifier_optimizer else None,
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rng,
+    }
+
+
+def restore(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.classifier is not None:
+        run.classifier.load_state_dict(state["classifier"])
+        run.classifier_optimizer.load_state_dict(state["classifier_optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.step, run.best_val = state["step"], state["best_val"]
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+
+
+def plan_run(
+    manifest: Manifest, out: Path, options: dict, resume: bool, base: Path | None, add_domain: str | None
+) -> tuple[ModelConfig, TrainConfig, list[str], dict | None, dict | None]:
+    """Decide the model config, training config and trainable domains of a new or resumed run.
+
+    Returns (config, train config, trainable domains, state to resume, base weights to start from).
+    """
+    last = out / "last.pt"
+    overrides = options.get("model_overrides") or {}
+    if (resume or add_domain) and overrides:
+        raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
+    if base is not None and not add_domain and set(overrides) - set(FINE_TUNE_FIELDS):
+        raise UserError(f"--from: only {', '.join(FINE_TUNE_FIELDS)} can change on a trained model")
+    if resume:
+        state = load_checkpoint(last)
+        tcfg = TrainConfig(**{**state["train"], **options})
+        return ModelConfig.from_dict(state["config"]), tcfg, state["trainable"], state, None
+    if last.exists():
+        raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    if add_domain:
+        if base is None:
+            raise UserError("--add-domain needs --from CKPT, the model to extend")
+        base_state = load_model_state(base)
+        cfg = ModelConfig.from_dict(base_state["config"])
+        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options})
+        if add_domain in cfg.domains:
+            raise UserError(f"--add-domain {add_domain}: {base} already has that domain")
+        cfg.domains = [*cfg.domains, add_domain]
+        return cfg, tcfg, [add_domain], None, base_state
+    if base is not None:  # fine-tune every decoder of the base model on its frozen encoder
+        base_state = load_model_state(base)
+        cfg = ModelConfig.from_dict({**base_state["config"], **overrides})
+        missing = [d for d in cfg.domains if d not in manifest.domains]
+        if missing:
+            raise UserError(
+                f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})"
+            )
+        adds_flutter = cfg.spectrum_flutter and not base_state["config"].get("spectrum_flutter", False)
+        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True,
+                              "flutter_only": adds_flutter})  # fmt: skip
+        return cfg, tcfg, list(cfg.domains), None, base_state
+    name = options.get("preset", TrainConfig.preset)
+    tcfg = TrainConfig(**{**(PRESETS[name].training if name in PRESETS else {}), **options})
+    return preset(tcfg.preset, manifest.domains, **tcfg.model_overrides), tcfg, list(manifest.domains), None, None
+
+
+def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
+    """The training settings a run from a base model starts from: the base's own, or for a
+    checkpoint that does not record them, those of the preset its config is (else of its kind)."""
+    if base_state.get("train"):
+        return base_state["train"]
+    stored = {k: v for k, v in base_state["config"].items() if k not in FINE_TUNE_FIELDS}
+    for name in PRESETS:
+        config = preset(name, cfg.domains).to_dict()
+        if config == {**config, **stored}:  # every setting the base stores is the preset's
+            return {"preset": name, **PRESETS[name].training}
+    name = "spectral" if cfg.spectral else "small"
+    return {"preset": name, **PRESETS[name].training}
+
+
+def check_crop(cfg: ModelConfig, crop: int, flag: str = "--crop") -> None:
+    """A crop (samples) must be whole latent frames."""
+    if crop % cfg.pool or crop <= 0:
+        raise UserError(f"{flag} {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")
