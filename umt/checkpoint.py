@@ -6,6 +6,7 @@ unpickler refuses anything that would run code.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,36 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         or not isinstance(state.get("model"), dict)
     ):
         raise UserError(f"{path}: not a umt checkpoint (no config or model weights)")
+    if state.get("kind", "umt") == "umt":
+        for part in ("model", "classifier"):
+            if isinstance(state.get(part), dict):
+                state[part] = upgrade_weights(state[part])
     return state
+
+
+_OLD_LAYER = re.compile(r"^((?:[^.]+\.)*?)(convs|mixes|res_skip)\.(\d+)\.(.+)$")
+_LAYER_PART = {"convs": "conv", "mixes": "mix", "res_skip": "res_skip"}
+
+
+def upgrade_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    """A model's (or classifier's) weights as any earlier version stored them, under today's
+    names: the semitone transform's kernels (now rebuilt from the settings) dropped; the
+    encoder's layers under encoder.stack (before the stack was its own module); and layers
+    from before they were modules, PREFIX.convs.<i>.<rest> -> PREFIX.layers.<i>.conv.<rest>
+    (mixes.<i> -> layers.<i>.mix, res_skip.<i> -> layers.<i>.res_skip). The one place that
+    knows old checkpoints."""
+    upgraded = {}
+    for key, value in weights.items():
+        if key.startswith("spectrum.cqt."):
+            continue
+        if key.startswith(("encoder.convs.", "encoder.mixes.")):
+            key = "encoder.stack." + key.removeprefix("encoder.")
+        old = _OLD_LAYER.match(key)
+        if old:
+            prefix, part, index, rest = old.groups()
+            key = f"{prefix}layers.{index}.{_LAYER_PART[part]}.{rest}"
+        upgraded[key] = value
+    return upgraded
 
 
 def load_model_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from umt.model import Decoder
+from umt.modules.wavenet import Decoder
 from umt.outputs import LOG_SCALE_MIN, LogisticMixture, MuLaw
 
 NOISE_BLOCK = 1024  # steps of uniform numbers drawn at once

@@ -67,11 +67,6 @@ class SemitoneSpectrum(nn.Module):
         self.register_buffer("gain", response.diagonal().clone(), persistent=False)
         self.margin = -(-self.cqt.kernel_width // (2 * hop)) + 1  # frames a kernel reaches on either side
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for key in [k for k in state_dict if k.startswith(prefix + "cqt.")]:  # stored by early checkpoints
-            del state_dict[key]
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.cqt(audio.float())  # [B, bins, frames, 2]
         spectrum = torch.complex(x[..., 0], x[..., 1]).transpose(1, 2)

@@ -13,7 +13,8 @@ import torch
 from umt.checkpoint import load_checkpoint, load_model_state
 from umt.data.manifest import Manifest
 from umt.errors import UserError
-from umt.model import UMT, DomainClassifier, ModelConfig
+from umt.model import UMT, ModelConfig
+from umt.modules.classifier import DomainClassifier
 from umt.presets import PRESETS, preset
 
 

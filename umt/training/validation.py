@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from umt.audio import mu_law_decode
 from umt.data.crops import CropDataset
-from umt.model import UMT, DomainClassifier, shift_right
+from umt.model import UMT, shift_right
+from umt.modules.classifier import DomainClassifier
 from umt.runtime import CPU, autocast
 from umt.training.config import Run
 

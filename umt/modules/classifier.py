@@ -1,0 +1,41 @@
+"""The domain-confusion classifier: which domain a latent came from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from umt.modules.layers import ResidualStack
+
+if TYPE_CHECKING:
+    from umt.model import ModelConfig
+
+
+class DomainClassifier(nn.Module):
+    """Predicts the domain of a latent: per-frame linear layers with ELU (after classifier_context
+    dilated layers over time, if any), logits averaged over frames."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        width = cfg.latent_channels
+        self.context = None
+        if cfg.classifier_context:
+            self.context = nn.Sequential(
+                nn.Linear(width, cfg.classifier_channels),
+                ResidualStack(cfg.classifier_channels, 1, cfg.classifier_context),
+            )
+            width = cfg.classifier_channels
+        layers: list[nn.Module] = []
+        for _ in range(cfg.classifier_layers - 1):
+            layers += [nn.Linear(width, cfg.classifier_channels), nn.ELU()]
+            width = cfg.classifier_channels
+        layers.append(nn.Linear(width, len(cfg.domains)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent [B, frames, C] -> logits [B, domains]."""
+        if self.context is not None:
+            latent = self.context(latent)
+        return self.net(latent).mean(dim=1)
