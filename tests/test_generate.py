@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from umt.audio import mu_law_encode
+from umt.encoding import array_reader, encode_long
 from umt.generate import InverseCdfSampler, PackedDecoder, Stream, generate
 from umt.model import SILENCE, UMT, shift_right
 from umt.presets import preset
-from umt.translator import Translator, array_reader, encode_long
+from umt.translator import Translator
 
 
 def decoder_and_latent(seed=0, frames=5, batch=3, **overrides):

@@ -40,8 +40,9 @@ def add(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from umt.checkpoint import find_checkpoint, load_model
     from umt.data.manifest import Manifest
-    from umt.evaluate import evaluate, off_diagonal_means
+    from umt.evaluate import evaluate
     from umt.judge import TRUSTED_JUDGE, load_judge
+    from umt.report import off_diagonal_means
     from umt.translator import Translator
 
     if args.clips < 1 or args.seconds <= 0 or (args.batch_size is not None and args.batch_size < 1):
