@@ -26,9 +26,9 @@ from umt import spectral
 from umt.checkpoint import load_checkpoint, load_model
 from umt.data.manifest import Manifest
 from umt.evaluate import choose_clips
-from umt.generate import PackedDecoder, generate
 from umt.judge import load_judge
 from umt.measures import chroma_similarity, lsd, mr_stft_distance, noise_floor_db, pitch_class_agreement, pitch_classes
+from umt.sampler import PackedDecoder, generate
 
 
 def oracle_inputs(model, audio: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

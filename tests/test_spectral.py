@@ -8,11 +8,11 @@ import torch
 
 from umt import spectral
 from umt.data import spectra
-from umt.generate import MixtureSampler, PackedDecoder, Stream, generate
 from umt.model import UMT
 from umt.outputs import LogisticMixture
 from umt.outputs import shift_right as shift_targets
 from umt.presets import preset
+from umt.sampler import MixtureSampler, PackedDecoder, Stream, generate
 from umt.training.validation import validate
 
 SR, HOP = 16000, 160

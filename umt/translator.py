@@ -37,8 +37,8 @@ from umt import spectral
 from umt.audio import Recording, mu_law_encode
 from umt.encoding import ENCODE_WINDOW_SECONDS, array_reader, encode_long
 from umt.errors import UserError
-from umt.generate import PackedDecoder, generate
 from umt.model import UMT
+from umt.sampler import PackedDecoder, generate
 
 RENDERERS = ("wavenet", "sines")  # sines: the excitation itself, a preview of a spectral decoder without its WaveNet
 MAX_WARMUP_SHARE = 4  # warm-up frames are at most a quarter of a chunk (decoders whose receptive field is long)

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Autoregressive generation speed of one decoder (untrained: speed does not depend on the weights).
 
-    python bench/generate.py --preset paper --batch 32 --seconds 1
-    python bench/generate.py --preset small --batch 256 --seconds 1 --baseline
-    python bench/generate.py --preset spectral --batch 30 --seconds 1   # the renderer, with its excitation
-    python bench/generate.py --preset spectral --batch 30 --seconds 1 --output logistic   # another output (umt.outputs)
+    python bench/sampler.py --preset paper --batch 32 --seconds 1
+    python bench/sampler.py --preset small --batch 256 --seconds 1 --baseline
+    python bench/sampler.py --preset spectral --batch 30 --seconds 1   # the renderer, with its excitation
+    python bench/sampler.py --preset spectral --batch 30 --seconds 1 --output logistic   # another output (umt.outputs)
 
 Counts every batch row: samples_per_s = batch * seconds * sample_rate / wall time, printed
 as the last line. Also prints the arithmetic rate against a measured matmul peak of this
@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from umt.generate import PackedDecoder, Stream, default_streams, generate
 from umt.model import SILENCE, UMT, shift_right
 from umt.presets import PRESETS, preset
+from umt.sampler import PackedDecoder, Stream, default_streams, generate
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:

@@ -4,9 +4,9 @@ import torch
 
 from umt.audio import mu_law_encode
 from umt.encoding import array_reader, encode_long
-from umt.generate import InverseCdfSampler, PackedDecoder, Stream, generate
 from umt.model import SILENCE, UMT, shift_right
 from umt.presets import preset
+from umt.sampler import InverseCdfSampler, PackedDecoder, Stream, generate
 from umt.translator import Translator
 
 

@@ -1,4 +1,5 @@
-"""Fast autoregressive generation for the WaveNet decoders.
+"""The WaveNet sampler: fast autoregressive generation for the WaveNet decoders (not to be
+confused with `umt generate`, which continues token sequences with the token LM).
 
 A training-style forward pass recomputes the whole receptive field for every new sample
 (65,533 samples for the paper decoder). Here each layer keeps a ring buffer of its past
