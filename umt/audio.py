@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -31,6 +31,9 @@ import torch
 from umt import DEFAULT_SAMPLE_RATE
 from umt.errors import UserError
 from umt.fileio import atomic_path
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated (from __future__)
+    from typing import Self
 
 MU = 255  # 8-bit mu-law (256 codes): the encoder's input coding and the default WaveNet output
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Self
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated (from __future__)
+    from typing import Self
 
 EVERY_SECONDS = 10.0
 
