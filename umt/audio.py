@@ -91,6 +91,16 @@ def _unreadable_reason(path: Path) -> str | None:
 BLOCK = 1 << 16  # samples decoded, resampled or written at a time: memory does not grow with the recording
 
 
+def read_padded(start: int, stop: int, size: int, fetch: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Samples start .. stop - 1 of a signal of `size` samples whose samples lo .. hi - 1 (inside
+    it) fetch(lo, hi) returns; zeros outside it."""
+    out = np.zeros(max(0, stop - start), dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, size)
+    if lo < hi:
+        out[lo - start : hi - start] = fetch(lo, hi)
+    return out
+
+
 class Recording:
     """A decoded recording at the model rate: mono float32, checked and repaired as described
     above, kept in an anonymous scratch file (gone however the process ends) and read a
@@ -103,12 +113,11 @@ class Recording:
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Samples start .. stop - 1 (default: to the end); zeros outside the recording."""
         stop = self.samples if stop is None else stop
-        out = np.zeros(max(0, stop - start), dtype=np.float32)
-        lo, hi = max(start, 0), min(stop, self.samples)
-        if lo < hi:
-            raw = np.frombuffer(os.pread(self._scratch.fileno(), (hi - lo) * 4, lo * 4), dtype=np.float32)
-            out[lo - start : hi - start] = (raw - self._offset) * self._gain
-        return out
+        return read_padded(start, stop, self.samples, self._fetch)
+
+    def _fetch(self, lo: int, hi: int) -> np.ndarray:
+        raw = np.frombuffer(os.pread(self._scratch.fileno(), (hi - lo) * 4, lo * 4), dtype=np.float32)
+        return (raw - self._offset) * self._gain
 
     def close(self) -> None:
         self._scratch.close()

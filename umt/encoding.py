@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from umt import spectral
-from umt.audio import mu_law_decode, mu_law_encode
+from umt.audio import mu_law_decode, mu_law_encode, read_padded
 from umt.model import UMT
 
 ENCODE_WINDOW_SECONDS = 30.0
@@ -63,12 +63,4 @@ def _heard_levels(model: UMT, read: Reader, samples: int, first: int, last: int)
 
 def array_reader(audio: np.ndarray) -> Reader:
     """A Reader of samples held in memory."""
-
-    def read(start: int, stop: int) -> np.ndarray:
-        out = np.zeros(max(0, stop - start), dtype=np.float32)
-        lo, hi = max(start, 0), min(stop, audio.size)
-        if lo < hi:
-            out[lo - start : hi - start] = audio[lo:hi]
-        return out
-
-    return read
+    return lambda start, stop: read_padded(start, stop, audio.size, lambda lo, hi: audio[lo:hi])
