@@ -49,9 +49,9 @@ def random_batch(cfg, part: str, domains: int, batch: int, crop: int, device: to
 def measure(name: str, part: str, domains: int, batch: int, crop: int, steps: int, precision: str, device: torch.device,
             checkpointing: bool, chroma_weight: float | None) -> float:  # fmt: skip
     cfg = preset(name, [f"domain{i}" for i in range(domains)])
-    weight = {} if chroma_weight is None else {"chroma_weight": chroma_weight}
-    tcfg = TrainConfig(**{**PRESETS[name].training, "preset": name, "precision": precision,
-                          "activation_checkpointing": checkpointing, **weight})  # fmt: skip
+    weight = {} if chroma_weight is None else {"loss_weights": {"translation_chroma": chroma_weight}}
+    tcfg = TrainConfig.layered(PRESETS[name].training, {"preset": name, "precision": precision,
+                               "activation_checkpointing": checkpointing}, weight)  # fmt: skip
     dtype = autocast_dtype(precision, device)
     run = build_run(cfg, tcfg, cfg.domains, device, dtype)
     data = random_batch(cfg, part, domains, batch, crop, device)

@@ -51,16 +51,16 @@ def test_items_are_seeded_by_index(prepared: Path):
 
     manifest = Manifest.read(prepared)
     ds = CropDataset(manifest, "piano", crop=4000, seed=3)
-    x0, y0 = ds[0]
+    x0, y0 = ds[0]["inputs"], ds[0]["targets"]
     assert x0.shape == y0.shape == (4000,) and x0.dtype == torch.int64
     assert 0 <= int(x0.min()) and int(x0.max()) <= 255
     assert not torch.equal(x0, y0)  # the input is augmented, the target is clean
-    x0b, y0b = CropDataset(manifest, "piano", crop=4000, seed=3)[0]
+    x0b, y0b = CropDataset(manifest, "piano", crop=4000, seed=3)[0].values()
     assert torch.equal(x0, x0b) and torch.equal(y0, y0b)
-    assert not torch.equal(ds[1][1], y0)
-    assert not torch.equal(CropDataset(manifest, "piano", crop=4000, seed=4)[0][1], y0)
+    assert not torch.equal(ds[1]["targets"], y0)
+    assert not torch.equal(CropDataset(manifest, "piano", crop=4000, seed=4)[0]["targets"], y0)
     clean = CropDataset(manifest, "piano", crop=4000, augment=False, seed=3)[0]
-    assert torch.equal(clean[0], clean[1]) and torch.equal(clean[1], y0)
+    assert torch.equal(clean["inputs"], clean["targets"]) and torch.equal(clean["targets"], y0)
 
 
 def test_files_are_drawn_in_proportion_to_duration(prepared: Path):
@@ -73,7 +73,7 @@ def test_files_are_drawn_in_proportion_to_duration(prepared: Path):
         crossings = int(((codes[1:] >= 128) != (codes[:-1] >= 128)).sum())
         return crossings < 2 * 400 * 8000 / 16000  # 300 Hz: ~300 crossings, 500 Hz: ~500
 
-    share = sum(is_short(ds[i][1]) for i in range(600)) / 600
+    share = sum(is_short(ds[i]["targets"]) for i in range(600)) / 600
     assert share == pytest.approx(8001 / 48002, abs=0.05)
 
 
@@ -81,11 +81,11 @@ def test_ranks_split_the_global_batch(prepared: Path):
     from umt.data.manifest import Manifest
 
     ds = CropDataset(Manifest.read(prepared), "violin", crop=2000, augment=False)
-    whole = [b[1] for b in crop_loader(ds, batch_size=4, steps=3)]
-    halves = [[b[1] for b in crop_loader(ds, batch_size=2, rank=r, world_size=2, steps=3)] for r in (0, 1)]
+    whole = [b["targets"] for b in crop_loader(ds, batch_size=4, steps=3)]
+    halves = [[b["targets"] for b in crop_loader(ds, batch_size=2, rank=r, world_size=2, steps=3)] for r in (0, 1)]
     for step in range(3):
         assert torch.equal(torch.cat([halves[0][step], halves[1][step]]), whole[step])
-    resumed = [b[1] for b in crop_loader(ds, batch_size=4, start_step=2, steps=1, workers=2)]
+    resumed = [b["targets"] for b in crop_loader(ds, batch_size=4, start_step=2, steps=1, workers=2)]
     assert torch.equal(resumed[0], whole[2])
 
 

@@ -8,6 +8,7 @@ from conftest import tone
 
 from umt.cli import main
 from umt.data.manifest import Manifest
+from umt.errors import UserError
 from umt.judge import RealCrops, load_judge, train_judge
 from umt.measures import (
     add_noise,
@@ -256,3 +257,15 @@ def test_evaluate_refuses_a_judge_of_other_domains_and_a_judge_as_model(
     argv[2] = str(judge_path)
     assert main(argv) == 2
     assert "umt-judge checkpoint, not a translation model" in capsys.readouterr().err
+
+
+def test_a_judge_run_resumes_where_it_stopped(two_domains: Path, tmp_path: Path):
+    settings = dict(batch_per_domain=2, test_clips=2, crop_seconds=0.5, tilt_db=3.0)
+    train_judge([two_domains], tmp_path / "straight", steps=8, **settings)
+    train_judge([two_domains], tmp_path / "resumed", steps=3, **settings)
+    with pytest.raises(UserError, match="already holds a run"):
+        train_judge([two_domains], tmp_path / "resumed", steps=8, **settings)
+    train_judge([two_domains], tmp_path / "resumed", steps=8, resume=True, **settings)
+    straight, resumed = (torch.load(tmp_path / run / "judge.pt", weights_only=True)["model"]
+                         for run in ("straight", "resumed"))  # fmt: skip
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
+from umt import losses
 from umt.errors import UserError
 from umt.model import SILENCE, UMT, ModelConfig, parameter_count, shift_right
 from umt.modules.classifier import DomainClassifier
 from umt.presets import preset
-from umt.training.config import check_crop
+from umt.recipes import Crops, recipe
 
 
 def small_config(**kw) -> ModelConfig:
@@ -45,7 +46,8 @@ def test_shapes():
     assert probe.grad[0].abs().sum(-1).nonzero().flatten().tolist() == list(range(13, 28))
     both = codes.view(1, 3, 800).expand(2, 3, 800)
     out = model({"inputs": both, "targets": both}, ["a", "b"])
-    assert sorted(out.losses) == ["ce/a", "ce/b"] and out.losses["ce/a"].shape == ()
+    terms = losses.terms(out)
+    assert sorted(terms) == ["ce/a", "ce/b"] and terms["ce/a"].shape == ()
     assert out.latent.shape == (6, 8, cfg.latent_channels)
 
 
@@ -128,9 +130,9 @@ def test_decoder_is_causal():
 
 def test_crop_must_fit_the_latent_frames():
     cfg = small_config()
-    check_crop(cfg, 400)
-    with pytest.raises(UserError, match="multiple"):
-        check_crop(cfg, 450)
+    recipe(cfg).check(Crops(crop=400))
+    with pytest.raises(UserError, match="--crop 450: must be a positive multiple"):
+        recipe(cfg).check(Crops(crop=450))
     with pytest.raises(UserError, match="preset .huge.: choose from"):
         preset("huge", ["a"])
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from umt import spectral
+from umt import losses, spectral
 from umt.data import spectra
 from umt.model import UMT
 from umt.outputs import LogisticMixture
 from umt.outputs import shift_right as shift_targets
 from umt.presets import preset
 from umt.sampler import MixtureSampler, PackedDecoder, Stream, generate
-from umt.training.validation import validate
+from umt.validation import validate
 
 SR, HOP = 16000, 160
 
@@ -205,14 +205,14 @@ def test_the_spectrum_loss_falls_on_a_fixed_batch():
     batch = spectral_batch(model)
     del batch["audio"]  # frame networks only
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
+    seen = []
     for _ in range(60):
-        loss = model(batch, ["a"]).losses["spectrum/a"]
+        loss = losses.terms(model(batch, ["a"]))["spectrum/a"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+        seen.append(loss.item())
+    assert seen[-1] < 0.5 * seen[0]
 
 
 def test_flutter_is_the_movement_about_a_moving_average_and_is_drawn_back_bounded():
@@ -243,7 +243,7 @@ def test_the_flutter_head_learns_the_size_of_its_targets_flutter():
     heads = [p for n, p in model.named_parameters() if ".flutter_out." in n]
     optimizer = torch.optim.Adam(heads, lr=3e-2)
     for _ in range(80):
-        loss = model(batch, ["a"]).losses["flutter/a"]
+        loss = losses.terms(model(batch, ["a"]))["flutter/a"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -308,16 +308,16 @@ def note_batch(model: UMT, domains: int = 2, batch: int = 3, frames: int = 20) -
 def test_the_translation_chroma_trains_each_domain_to_keep_the_others_notes():
     model = tiny_spectral()
     batch = note_batch(model)
-    out = model(batch, ["a", "b"], translate=True)
-    assert model(batch, ["a", "b"]).translation_chroma is None  # only when asked for
-    out.translation_chroma.backward()
+    terms = losses.terms(model(batch, ["a", "b"], translate=True))
+    assert "translation_chroma" not in losses.terms(model(batch, ["a", "b"]))  # only when asked for
+    terms["translation_chroma"].backward()
     for part in ("encoder.input", "decoders.a.frames_out", "decoders.b.frames_out"):  # a's crops go to b, b's to a
         assert model.get_parameter(part + ".weight").grad.abs().sum() > 0
     assert model.decoders["a"].renderer.embed.weight.grad is None  # the renderers play no part
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     distances = []
     for _ in range(40):
-        distance = model(batch, ["a", "b"], translate=True).translation_chroma
+        distance = losses.terms(model(batch, ["a", "b"], translate=True))["translation_chroma"]
         optimizer.zero_grad()
         distance.backward()
         optimizer.step()
@@ -337,10 +337,12 @@ def test_staged_spectral_training_runs_end_to_end_and_translates(two_domains, tm
 
     out = tmp_path / "run"
     common = {"preset": "tiny-spectral", "val_every": 3, "val_items": 2, "checkpoint_every": 3, "workers": 0}
-    with pytest.raises(UserError, match="--chroma-weight -1"):
-        train(two_domains, out, {**common, "steps": 3, "chroma_weight": -1.0})
+    with pytest.raises(UserError, match="--loss-weight translation_chroma=-1"):
+        train(two_domains, out, {**common, "steps": 3, "loss_weights": {"translation_chroma": -1.0}})
+    with pytest.raises(UserError, match="--loss-weight chroma=1.0: no such loss term"):
+        train(two_domains, out, {**common, "steps": 3, "loss_weights": {"chroma": 1.0}})
     run = train(
-        two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "chroma_weight": 1.0}
+        two_domains, out, {**common, "steps": 3, "render_batch_size": 0, "loss_weights": {"translation_chroma": 1.0}}
     )  # frame networks first
     frames_only = {k: v.clone() for k, v in run.model.state_dict().items()}
     run = train(two_domains, out, {"steps": 6, "batch_size": 0, "render_batch_size": 2}, resume=True)  # then renderers
@@ -399,7 +401,7 @@ def test_a_strided_latent_runs_at_a_fifth_of_the_frame_rate(two_domains, tmp_pat
     model = UMT(preset("tiny-spectral", ["a", "b"], latent_stride=5))
     batch = spectral_batch(model, frames=21)
     assert model.latent(batch["levels_in"][0]).shape[1] == 5  # 21 frames -> ceil(21 / 5) latent frames
-    assert "spectrum/a" in model(batch, ["a"]).losses  # predicted at the frame rate, compared frame for frame
+    assert "spectrum/a" in losses.terms(model(batch, ["a"]))  # predicted at the frame rate, compared frame for frame
     with pytest.raises(UserError, match="latent_stride"):
         preset("tiny", ["a"], latent_stride=5).check()
     run = train(two_domains, tmp_path / "run", {"preset": "tiny-spectral", "steps": 2, "val_every": 2, "val_items": 2,

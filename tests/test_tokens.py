@@ -69,7 +69,7 @@ def test_the_attention_heads_can_be_hooked():
 def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "ft"
     options = dict(steps=3, val_every=3, val_items=2, render_batch_size=0, crop=1600,
-                   model_overrides={"codebooks": 2, "codebook_size": 8}, mmd_weight=1.0)  # fmt: skip
+                   model_overrides={"codebooks": 2, "codebook_size": 8}, loss_weights={"mmd": 1.0})  # fmt: skip
     train(two_domains, out, options, "cpu", base=tiny_spectral_checkpoint)
     before, after = load_checkpoint(tiny_spectral_checkpoint)["model"], load_checkpoint(out / "last.pt")
     assert after["classifier"] is None and after["train"]["freeze_encoder"]

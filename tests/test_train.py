@@ -21,7 +21,7 @@ from umt.presets import preset
 from umt.training.config import TrainConfig, build_run
 from umt.training.loop import train
 from umt.training.step import train_step
-from umt.training.validation import validate
+from umt.validation import validate
 
 CPU = torch.device("cpu")
 QUICK = dict(preset="tiny", crop=400, batch_size=2, workers=0, val_items=4, val_every=5, audio_every=5)
@@ -44,14 +44,15 @@ def mean_classifier_accuracy(
     manifest: Manifest, confusion_weight: float, steps: int = 200, confusion: str = "maximize"
 ) -> float:
     cfg = preset("tiny", manifest.domains)
-    tcfg = TrainConfig(
-        preset="tiny", batch_size=4, crop=800, lr=3e-3, confusion_weight=confusion_weight, confusion=confusion
+    tcfg = TrainConfig.layered(
+        {"preset": "tiny", "batch_size": 4, "crop": 800, "lr": 3e-3, "confusion": confusion},
+        {"loss_weights": {"confusion": confusion_weight}},
     )
     run = build_run(cfg, tcfg, cfg.domains, CPU, None)
     data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
     accuracies = []
-    for inputs, targets in crop_loader(data, 4, steps=steps):
-        batch = {"inputs": inputs.transpose(0, 1), "targets": targets.transpose(0, 1)}
+    for items in crop_loader(data, 4, steps=steps):
+        batch = {key: value.transpose(0, 1) for key, value in items.items()}
         stats = train_step(run, run.model, run.classifier, batch, tcfg, None, CPU)
         accuracies.append(stats["classifier_acc"])
     return float(np.mean(accuracies[-50:]))
@@ -268,3 +269,16 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_ends_in_one_line(two_dom
     )
     assert (out / "last.pt").read_bytes() == before and torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_loss_weights_layer_kind_by_kind_and_read_runs_from_before_the_map():
+    from umt import losses
+
+    stored = {"preset": "tiny", "confusion_weight": 0.02, "chroma_weight": 0.3}  # a run from before loss_weights
+    tcfg = TrainConfig.layered(stored, {"loss_weights": {"mmd": 1.0}}, {"loss_weights": {"confusion": 0.0}})
+    assert tcfg.loss_weights == {**losses.WEIGHTS, "translation_chroma": 0.3, "mmd": 1.0, "confusion": 0.0}
+    terms = {"ce/a": torch.tensor(2.0), "confusion": torch.tensor(-1.0), "mmd": torch.tensor(0.5)}
+    assert float(losses.weighted_sum(terms, tcfg.loss_weights)) == 2.0 + 0.5  # confusion weighs nothing here
+    assert losses.parse_weights(["spectrum=2", "mmd=0"]) == {"spectrum": 2.0, "mmd": 0.0}
+    with pytest.raises(UserError, match="--loss-weight chroma=1: expected KIND=W"):
+        losses.parse_weights(["chroma=1"])

@@ -31,11 +31,10 @@ from umt.errors import UserError
 from umt.fileio import write_json
 from umt.judge import Judge, LogMel
 from umt.progress import Progress
+from umt.recipes import Crops, recipe
 from umt.report import METRICS, draw_figures, mean_of, summary, write_report
-from umt.training.config import TrainConfig
-from umt.training.data import crop_datasets
-from umt.training.validation import validate
 from umt.translator import Translator
+from umt.validation import validate
 
 NOISE_DB = -40.0  # the noise of the can-fail check, relative to the clip's RMS
 
@@ -299,12 +298,12 @@ def _l1(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _reconstruction(translator: Translator, manifest: Manifest, domains: list[str], items: int) -> dict:
     """Teacher-forced scores per domain on val crops: CE in nats and bits per sample, a spectral
-    decoder's spectrum L1, and the conditioning gain of each (see umt.training.validation.validate)."""
+    decoder's spectrum L1, and the conditioning gain of each (see umt.validation.validate)."""
     cfg = translator.model.cfg
-    crops = TrainConfig(
+    crops = Crops(
         crop=(cfg.sample_rate // cfg.pool) * cfg.pool if cfg.spectral else 8 * cfg.pool, render_crop=8 * cfg.pool
     )
-    sets = crop_datasets(translator.model, manifest, crops, domains, "val")
+    sets = recipe(cfg).datasets(translator.model, manifest, domains, "val", crops)
     if not sets:
         return {}
     scores = validate(translator.model, None, sets, items, 8, device=translator.device)

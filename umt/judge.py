@@ -26,6 +26,7 @@ from umt.checkpoint import load_checkpoint, save_checkpoint
 from umt.data.manifest import FileEntry, Manifest
 from umt.errors import UserError
 from umt.progress import Progress
+from umt.training.solver import Solver, run_state
 
 
 @dataclass
@@ -127,11 +128,15 @@ class RealCrops:
         return np.stack(crops)
 
 
+JUDGE_RUN = "umt-judge-run"  # the kind of a judge's last.pt (the finished judge is judge.pt, "umt-judge")
+
+
 def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain: int = 8, seed: int = 0,
                 device: str | torch.device = "cpu", test_clips: int = 64, crop_seconds: float = 2.0,
-                holdout: list[Path] = (), tilt_db: float = 0.0) -> dict:  # fmt: skip
-    """Train on the train split of every corpus in `preps` (the same domains in each), score on
-    test-split crops of each and of every `holdout` corpus, save out/judge.pt; returns the scores."""
+                holdout: list[Path] = (), tilt_db: float = 0.0, resume: bool = False) -> dict:  # fmt: skip
+    """Train (or resume: out/last.pt) on the train split of every corpus in `preps` (the same
+    domains in each), score on test-split crops of each and of every `holdout` corpus, save
+    out/judge.pt; returns the scores."""
     manifests = [Manifest.read(p) for p in preps]
     held_out = [Manifest.read(p) for p in holdout]
     first = manifests[0]
@@ -145,23 +150,20 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
     shortest = 16 * cfg.hop  # four 2x poolings need 16 spectrogram frames
     if cfg.crop < shortest:
         raise UserError(f"--crop-seconds {crop_seconds:g}: the judge needs at least {shortest / cfg.sample_rate:.2f} s")
+    state = run_state(out, resume, load_checkpoint)
+    if state is not None and state.get("kind") != JUDGE_RUN:
+        raise UserError(f"{out / 'last.pt'}: not a judge's run")
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    judge = Judge(cfg).to(device)
-    optimizer = torch.optim.Adam(judge.parameters(), lr=1e-3)
+    solver = JudgeSolver(Judge(cfg).to(device), out, steps, np.random.default_rng(seed))
+    if state is not None:
+        solver.restore(state)
     train = [RealCrops(manifests, d, "train", cfg.crop) for d in cfg.domains]
     labels = torch.arange(len(cfg.domains), device=device).repeat_interleave(batch_per_domain)
-    judge.train()
-    with Progress(steps, "judge", "step") as progress:
-        for _ in range(steps):
-            audio = torch.from_numpy(np.concatenate([crops.sample(batch_per_domain, rng) for crops in train])).to(
-                device
-            )
-            loss = F.cross_entropy(judge(audio), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            progress.update()
+    batches = ((solver.crops(train, batch_per_domain), labels) for _ in range(solver.step, steps))
+    solver.judge.train()
+    solver.progress = Progress(steps - solver.step, "judge", "step")
+    solver.fit(batches)
+    judge = solver.judge
     per_corpus = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in manifests}
     per_holdout = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in held_out}
     scores = {
@@ -176,6 +178,56 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
         out / "judge.pt", {"kind": "umt-judge", "config": asdict(cfg), "model": judge.state_dict(), **scores}
     )
     return scores
+
+
+class JudgeSolver(Solver):
+    """The judge's training: Adam on the cross-entropy of random real crops of every domain;
+    no validation (it is scored on the test splits when it ends)."""
+
+    def __init__(self, judge: Judge, out: Path, steps: int, rng: np.random.Generator):
+        super().__init__(out, steps, checkpoint_every=JUDGE_CHECKPOINT_EVERY, val_every=steps)
+        self.judge, self.rng = judge, rng
+        self.device = judge.head.weight.device
+        self.optimizer = torch.optim.Adam(judge.parameters(), lr=1e-3)
+        self.progress: Progress | None = None  # set when it starts: the steps left
+
+    def crops(self, train: list[RealCrops], count: int) -> torch.Tensor:
+        """[domains * count, crop] crops of every domain, drawn from the run's generator."""
+        return torch.from_numpy(np.concatenate([crops.sample(count, self.rng) for crops in train])).to(self.device)
+
+    def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        audio, labels = batch
+        loss = F.cross_entropy(self.judge(audio), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def log_step(self, stats: dict[str, float]) -> None:
+        self.progress.update()
+
+    def state(self) -> dict:
+        return {"kind": JUDGE_RUN, "config": asdict(self.judge.cfg), "model": self.judge.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step, "rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state()}  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        if state["config"] != asdict(self.judge.cfg):
+            raise UserError(f"{self.out / 'last.pt'}: a judge of other settings; resume it with the same ones")
+        self.judge.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+
+    def line(self, text: str) -> None:
+        self.progress.write(text)
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+JUDGE_CHECKPOINT_EVERY = 100  # steps between saves of a judge run's last.pt
 
 
 def score_judge(judge: Judge, manifest: Manifest, split: str, clips: int, seed: int) -> dict:

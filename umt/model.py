@@ -20,7 +20,7 @@ from umt.modules.classifier import DomainClassifier
 from umt.modules.encoder import Encoder
 from umt.modules.spectral_decoder import SpectralDecoder
 from umt.modules.wavenet import Decoder
-from umt.outputs import MuLaw, sample_output
+from umt.outputs import MuLaw, SampleOutput, sample_output
 from umt.outputs import shift_right as shift_targets
 from umt.quantization.tokenizer import QuantizedResult, Tokenizer
 
@@ -178,23 +178,23 @@ def shift_right(codes: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class ModelOutput:
-    """What UMT.forward returns: every loss term the training loop adds, and the latent.
+class Predictions:
+    """What UMT.forward predicts of a batch; umt.losses.terms makes the loss terms of it.
 
-    losses: per-domain terms by name ("ce/piano": nats per sample of the WaveNet's output;
-            "spectrum/piano": L1 of predicted spectrum levels), each weighted by the loop;
     latent: [D * B, frames, C] what the decoders read, for the domain-confusion classifier;
-    penalties: auxiliary terms added as they are (the tokenizer's commitment loss);
-    tokens: the tokenizer's result, if the model has one (its streams feed the independence loss);
-    translation_chroma: when asked for, the chroma distance between each crop and its
-            translation into another domain (UMT.translation_chroma), weighted by the loop.
+    tokens: the tokenizer's result, if the model has one (commitment, codebook streams);
+    renders: per domain, a WaveNet's teacher-forced output: (its SampleOutput, the output's
+            parameters, the targets as that output codes them);
+    spectra: per domain, a frame network's (predicted levels, flutter scale or None, real levels);
+    translations: when asked for, (the levels another domain's frame network predicts of a
+            domain's crops, the crops' real levels), one pair per domain.
     """
 
-    losses: dict[str, torch.Tensor]
-    latent: torch.Tensor | None
-    penalties: dict[str, torch.Tensor] = field(default_factory=dict)
+    latent: torch.Tensor | None = None
     tokens: QuantizedResult | None = None
-    translation_chroma: torch.Tensor | None = None
+    renders: dict[str, tuple[SampleOutput, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    spectra: dict[str, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(default_factory=dict)
+    translations: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 class UMT(nn.Module):
@@ -264,13 +264,7 @@ class UMT(nn.Module):
             audio = (audio + excitation.to(audio.device)).clamp(-1.0, 1.0)
         return audio
 
-    def translation_chroma(self, latent: torch.Tensor, levels: torch.Tensor, target: str) -> torch.Tensor:
-        """Chroma distance (umt.spectral.chroma_distance) between clean spectrum levels [B, F, bins]
-        and what `target`'s frame network makes of their latent [B, F', C]: how far a translation
-        into `target` strays from the notes of its source. Needs no paired data."""
-        return spectral.chroma_distance(self.decoders[target].spectrum(latent, levels.shape[1]), levels)
-
-    def forward(self, batch: dict[str, torch.Tensor], domains: list[str], translate: bool = False) -> ModelOutput:
+    def forward(self, batch: dict[str, torch.Tensor], domains: list[str], translate: bool = False) -> Predictions:
         """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
 
         Every tensor of `batch` is [D, B, ...], row d from domains[d]:
@@ -281,40 +275,31 @@ class UMT(nn.Module):
             amplitude and phase [D, B, T / pool + 1, bins] of the clean target, and optionally
             given_amplitude and given_phase: another excitation to condition on (validation).
         translate (spectral, several domains): also translate each domain's crops into another
-        domain, the same random one for all (a shift of the domain list), and return the mean
-        translation_chroma.
+        domain, the same random one for all (a shift of the domain list).
         """
-        losses: dict[str, torch.Tensor] = {}
-        latent = None
         if not self.cfg.spectral:
             n_domains, batch_size, t = batch["targets"].shape
             latent, tokens = self.quantize(self.encode(batch["inputs"].reshape(n_domains * batch_size, t)))
+            out = Predictions(latent, tokens)
             per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
-                logits = self.decoders[name](shift_right(batch["targets"][d]), per_domain[d])
-                losses[f"ce/{name}"] = self.decoders[name].output.nll(logits, batch["targets"][d])
-            return self._output(losses, latent, tokens)
-        tokens = translation_chroma = None
+                decoder = self.decoders[name]
+                logits = decoder(shift_right(batch["targets"][d]), per_domain[d])
+                out.renders[name] = (decoder.output, logits, batch["targets"][d])
+            return out
+        out = Predictions()
         if "levels" in batch:
-            n_domains, batch_size = batch["levels"].shape[:2]
-            latent, tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
-            per_domain = latent.unflatten(0, (n_domains, batch_size))
+            n_domains, batch_size, frames = batch["levels"].shape[:3]
+            out.latent, out.tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
+            per_domain = out.latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
-                predicted, scale = self.decoders[name].spectrum_and_flutter(per_domain[d], batch["levels"].shape[2])
-                losses[f"spectrum/{name}"] = (predicted.float() - batch["levels"][d]).abs().mean()
-                if scale is not None:  # Laplace negative log-likelihood of the target's flutter (without log 2)
-                    losses[f"flutter/{name}"] = (
-                        spectral.flutter(batch["levels"][d]).abs() / scale + scale.log()
-                    ).mean()
+                predicted, scale = self.decoders[name].spectrum_and_flutter(per_domain[d], frames)
+                out.spectra[name] = (predicted, scale, batch["levels"][d])
             if translate and n_domains > 1:
                 shift = int(torch.randint(1, n_domains, ()))
-                translation_chroma = (
-                    sum(
-                        self.translation_chroma(per_domain[d], batch["levels"][d], domains[(d + shift) % n_domains])
-                        for d in range(n_domains)
-                    )
-                    / n_domains
-                )
+                for d in range(n_domains):
+                    target = self.decoders[domains[(d + shift) % n_domains]]
+                    out.translations.append((target.spectrum(per_domain[d], frames), batch["levels"][d]))
         if "audio" in batch:
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)
@@ -326,14 +311,8 @@ class UMT(nn.Module):
                 params = renderer(
                     shift_targets(targets, renderer.output.silence), batch["render_levels"][d], excitation
                 )
-                losses[f"ce/{name}"] = renderer.output.nll(params, targets)
-        return self._output(losses, latent, tokens, translation_chroma)
-
-    @staticmethod
-    def _output(losses: dict[str, torch.Tensor], latent: torch.Tensor | None, tokens: QuantizedResult | None,
-                translation_chroma: torch.Tensor | None = None) -> ModelOutput:  # fmt: skip
-        penalties = {"commitment": tokens.penalty} if tokens is not None else {}
-        return ModelOutput(losses, latent, penalties, tokens, translation_chroma)
+                out.renders[name] = (renderer.output, params, targets)
+        return out
 
 
 def parameter_count(module: nn.Module) -> int:

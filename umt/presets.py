@@ -41,7 +41,7 @@ PRESETS: dict[str, Preset] = {
         decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32, render_residual=True,
         classifier_context=6,
     ), {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400, "confusion": "uniform",
-        "timbre_augment": 15.0, "chroma_weight": 0.3}),
+        "timbre_augment": 15.0, "loss_weights": {"translation_chroma": 0.3}}),
     # For tests: a few thousand parameters, 100-sample latent frames.
     "tiny": Preset(ModelConfig(
         encoder_blocks=1, encoder_layers=4, encoder_channels=16, latent_channels=8, pool=100,

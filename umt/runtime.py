@@ -52,7 +52,7 @@ def start_process(device: str) -> Process:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = str(resolve_device(device))
-    if device == "cuda" and world > 1:
+    if device == "cuda":  # this process's GPU (torch.cuda.set_device needs an index)
         device = f"cuda:{local_rank}"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")

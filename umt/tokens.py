@@ -23,14 +23,12 @@ from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
 from umt.progress import Progress
 from umt.quantization.dependence import codebook_dependence
-from umt.runtime import CPU, stop_requests
+from umt.runtime import CPU
+from umt.training.solver import Solver, run_state
 from umt.translator import Translator
 
-TOKENIZER_RUN = {
-    "steps": 1500,
-    "lr": 5e-4,
-    "mmd_weight": 0.0,
-}  # what `umt tokenizer train` changes of the base's training
+# what `umt tokenizer train` changes of the base's training
+TOKENIZER_RUN = {"steps": 1500, "lr": 5e-4, "loss_weights": {"mmd": 0.0}}
 
 
 def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given: dict) -> dict:
@@ -120,71 +118,84 @@ def train_lm(
     resume: bool = False,
 ) -> dict:
     """Train (or resume) a token LM in `out` (last.pt, best.pt); returns the final scores."""
-    last = out / "last.pt"
-    state = None
-    if resume:
-        state = load_lm_state(last)
+    state = run_state(out, resume, load_lm_state)
+    if state is not None:
         cfg = LMConfig(**state["config"])
-    elif last.exists():
-        raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     tokenizer = translator.model.tokenizer  # a Translator with tokens has one
     if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
         raise UserError(
             f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs"
         )
-    device = translator.device
     torch.manual_seed(seed)
-    lm = TokenLM(cfg).to(device)
-    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
-    step, best = 0, math.inf
+    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every)
     if state is not None:
-        lm.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, best = state["step"], state["best_val_bits"]
-    train_files, val_files = split_tokens(translator, manifest, "train"), split_tokens(translator, manifest, "val")
-    length = cfg.context + lm.margin()
+        solver.restore(state)
+    train_files = split_tokens(translator, manifest, "train")
+    solver.val_files = split_tokens(translator, manifest, "val")
+    length = cfg.context + solver.lm.margin()
     if not any(f.shape[0] >= length for f in train_files):
         raise UserError(f"no training file is as long as one LM window ({length} frames); use a shorter --context")
-    generator = torch.Generator().manual_seed(seed + step)
-
-    def checkpoint() -> dict:
-        return {"kind": LM_KIND, "config": asdict(cfg), "model": lm.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "best_val_bits": best}  # fmt: skip
-
-    out.mkdir(parents=True, exist_ok=True)
-    lm.train()
-    with stop_requests() as stopping, Progress(steps - step, f"token LM ({cfg.mode})", "step") as progress:
-        tic = time.perf_counter()
-        while step < steps and not stopping.is_set():
-            loss = lm.loss(_random_batch(train_files, length, batch, generator).to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            progress.update()
-            if step % val_every == 0 or step == steps:
-                val = nll_bits(lm, val_files, batch, device)
-                rate = val_every / (time.perf_counter() - tic)
-                progress.write(
-                    f"step {step}: train {loss.item() / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)"
-                )
-                if val < best:
-                    best = val
-                    save_checkpoint(out / "best.pt", checkpoint())
-                save_checkpoint(last, checkpoint())
-                tic = time.perf_counter()
-        if stopping.is_set():
-            save_checkpoint(last, checkpoint())
-            print(f"interrupted at step {step}: saved {last}; continue with --resume")
-            raise KeyboardInterrupt
-    scores = {"val_bits": best}
+    generator = torch.Generator().manual_seed(seed + solver.step)
+    batches = (_random_batch(train_files, length, batch, generator) for _ in range(solver.step, steps))
+    solver.lm.train()
+    solver.progress = Progress(steps - solver.step, f"token LM ({cfg.mode})", "step")
+    solver.fit(batches)
+    scores = {"val_bits": solver.best}
     if manifest.entries(split="test"):
         best_state = load_lm_state(out / "best.pt")
-        lm.load_state_dict(best_state["model"])
-        scores["test_bits"] = nll_bits(lm, split_tokens(translator, manifest, "test"), batch, device)
+        solver.lm.load_state_dict(best_state["model"])
+        scores["test_bits"] = nll_bits(solver.lm, split_tokens(translator, manifest, "test"), batch, solver.device)
         save_checkpoint(out / "best.pt", {**best_state, **scores})
     return scores
+
+
+class LMSolver(Solver):
+    """The token LM's training: AdamW on the NLL of random windows; last.pt at each validation."""
+
+    def __init__(self, lm: TokenLM, out: Path, steps: int, lr: float, val_every: int):
+        super().__init__(out, steps, checkpoint_every=val_every, val_every=val_every)
+        self.lm, self.device = lm, next(lm.parameters()).device
+        self.optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
+        self.val_files: list[torch.Tensor] = []
+        self.progress: Progress | None = None  # set when it starts: the steps left
+        self.loss = math.nan
+        self.tic = time.perf_counter()
+
+    def restore(self, state: dict) -> None:
+        self.lm.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.best = state["step"], state["best_val_bits"]
+
+    def run_step(self, batch: torch.Tensor) -> dict[str, float]:
+        loss = self.lm.loss(batch.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.lm.parameters(), 1.0)
+        self.optimizer.step()
+        self.loss = loss.item()
+        return {"loss": self.loss}
+
+    def log_step(self, stats: dict[str, float]) -> None:
+        self.progress.update()
+
+    def validate(self) -> float:
+        val = nll_bits(self.lm, self.val_files, 16, self.device)
+        rate = self.val_every / (time.perf_counter() - self.tic)
+        self.line(
+            f"step {self.step}: train {self.loss / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)"
+        )
+        self.tic = time.perf_counter()
+        return val
+
+    def state(self) -> dict:
+        return {"kind": LM_KIND, "config": asdict(self.lm.cfg), "model": self.lm.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step, "best_val_bits": self.best}  # fmt: skip
+
+    def line(self, text: str) -> None:
+        self.progress.write(text)
+
+    def close(self) -> None:
+        self.progress.close()
 
 
 def load_lm(state: dict) -> TokenLM:

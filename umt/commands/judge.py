@@ -22,7 +22,8 @@ def add(commands) -> None:
     t.add_argument("prep", type=Path, metavar="PREP", nargs="+")
     t.add_argument("--holdout", type=Path, action="append", default=[], metavar="PREP",
                    help="a prepared corpus of the same domains to score on only (repeatable)")  # fmt: skip
-    t.add_argument("--out", type=Path, required=True, help="folder for judge.pt")
+    t.add_argument("--out", type=Path, required=True, help="folder for judge.pt (and last.pt while it trains)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out (give the same settings)")
     t.add_argument("--steps", type=int, default=600, help="(default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=8, help="crops per domain per step (default: %(default)s)")
     t.add_argument("--test-clips", type=int, default=64, help="test crops per domain (default: %(default)s)")
@@ -44,6 +45,7 @@ def run_train(args: argparse.Namespace) -> int:
     scores = train_judge(
         args.prep, args.out, steps=args.steps, batch_per_domain=args.batch_size, seed=args.seed, device=flags.device(args.device),
         test_clips=args.test_clips, crop_seconds=args.crop_seconds, holdout=args.holdout, tilt_db=args.tilt_db,
+        resume=args.resume,
     )  # fmt: skip
     for kind, corpora in (("test", scores["corpora"]), ("held-out", scores["holdout"])):
         for root, s in corpora.items():

@@ -32,7 +32,9 @@ def add(commands) -> None:
     t.add_argument("--codebooks", type=int, default=4, help="K (default: %(default)s)")
     t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
     t.add_argument(
-        "--mmd-weight", type=float, help=f"weight of the independence loss (default: {TOKENIZER_RUN['mmd_weight']})"
+        "--mmd-weight",
+        type=float,
+        help=f"weight of the independence loss (default: {TOKENIZER_RUN['loss_weights']['mmd']})",
     )
     t.add_argument(
         "--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays"
@@ -67,7 +69,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0:
         raise UserError("--codebooks must be positive, --codebook-size at least 2, --mmd-weight not negative")
-    given = {k: getattr(args, k) for k in ("steps", "lr", "mmd_weight", "precision") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("steps", "lr", "precision") if getattr(args, k) is not None}
+    if args.mmd_weight is not None:
+        given["loss_weights"] = {"mmd": args.mmd_weight}
     if args.no_mmd_delays:
         given["mmd_delayed"] = False
     options = given

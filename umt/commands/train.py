@@ -7,8 +7,17 @@ from pathlib import Path
 
 from umt.commands import flags
 
+# shorthands for the loss weights users set most: (kind, flag, help)
+WEIGHT_FLAGS = (
+    ("confusion", "--confusion-weight", "lambda: weight of the domain-confusion term"),
+    ("translation_chroma", "--chroma-weight", "spectral presets: weight of the translation-chroma term (each "
+     + "crop translated into another domain must keep its pitch classes)"),
+    ("mmd", "--mmd-weight", "a model with a tokenizer: weight of the independence loss between its codebooks"),
+)  # fmt: skip
+
 
 def add(commands) -> None:
+    from umt.losses import WEIGHTS
     from umt.presets import PRESETS
     from umt.training.config import TrainConfig
 
@@ -44,7 +53,6 @@ def add(commands) -> None:
         "lr": dict(type=float),
         "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
         "clip": dict(type=float, help="gradient-norm clipping"),
-        "confusion_weight": dict(type=float, help="lambda: weight of the domain-confusion term"),
         "confusion": dict(
             choices=["maximize", "uniform"],
             help="maximize the classifier's CE (the paper; unbounded) or push its belief to uniform (bounded; spectral presets)",
@@ -53,14 +61,6 @@ def add(commands) -> None:
             type=float,
             metavar="DB",
             help="spectral presets: random spectral envelope of up to DB dB on the encoder's input; 0 = off",
-        ),
-        "chroma_weight": dict(
-            type=float,
-            help="spectral presets: weight of the translation-chroma term (each crop translated into another "
-            "domain must keep its pitch classes); 0 = off",
-        ),
-        "mmd_weight": dict(
-            type=float, help="a model with a tokenizer: weight of the independence loss between its codebooks"
         ),
         "mmd_delayed": dict(
             action=argparse.BooleanOptionalAction,
@@ -89,6 +89,13 @@ def add(commands) -> None:
         help="a model setting over the preset's for a new run, e.g. --model-set latent_channels=16 (repeatable; "
         "the names are umt.model.ModelConfig's fields)",
     )  # fmt: skip
+    p.add_argument(
+        "--loss-weight", action="append", metavar="KIND=W", dest="loss_weights",
+        help="the weight of a kind of loss term (repeatable; the kinds and their defaults: "
+        + ", ".join(f"{k} {w:g}" for k, w in WEIGHTS.items()) + "; umt.losses says what each is)",
+    )  # fmt: skip
+    for kind, flag, text in WEIGHT_FLAGS:
+        p.add_argument(flag, type=float, dest=kind, metavar="W", help=f"{text} (= --loss-weight {kind}=W)")
     for name, kwargs in training_flags.items():
         default = getattr(defaults, name)
         if any(name in row.training for row in PRESETS.values()):  # set per preset
@@ -99,11 +106,16 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from umt.losses import parse_weights
     from umt.model import parse_settings
     from umt.training.config import TrainConfig
     from umt.training.loop import train
 
     options = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
+    weights = parse_weights(args.loss_weights or [])
+    weights.update({kind: getattr(args, kind) for kind, _, _ in WEIGHT_FLAGS if getattr(args, kind) is not None})
+    if weights:
+        options["loss_weights"] = weights
     if args.model_overrides:
         options["model_overrides"] = parse_settings(args.model_overrides)
     train(args.prep, args.out, options, args.device, args.resume, args.base, args.add_domain)

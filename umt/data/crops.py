@@ -25,7 +25,7 @@ from umt.errors import UserError
 class CropDataset(Dataset):
     """Random crops of `domain` in `split`, files drawn in proportion to their duration.
 
-    Returns (input, target): int64 mu-law codes of shape [crop]. The input has the
+    Returns {"inputs", "targets"}: int64 mu-law codes of shape [crop]. The input has the
     paper's pitch augmentation when `augment` is on; the target is always the clean crop.
     """
 
@@ -50,7 +50,7 @@ class CropDataset(Dataset):
         self.ends = np.cumsum([e.samples - crop + 1 for e in self.entries])
         self._arrays: dict[int, np.ndarray] = {}  # memory maps, opened lazily in each worker
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.domain_key, index])
         position = int(rng.integers(self.ends[-1]))
         file = int(np.searchsorted(self.ends, position, side="right"))
@@ -61,7 +61,7 @@ class CropDataset(Dataset):
             if self.augment
             else clean
         )
-        return mu_law_encode(torch.from_numpy(noisy)), mu_law_encode(torch.from_numpy(clean))
+        return {"inputs": mu_law_encode(torch.from_numpy(noisy)), "targets": mu_law_encode(torch.from_numpy(clean))}
 
     def _array(self, file: int) -> np.ndarray:
         if file not in self._arrays:
@@ -109,7 +109,8 @@ def crop_loader(
     world_size: int = 1,
     steps: int | None = None,
 ) -> DataLoader:
-    """Batches of (input, target) for consecutive training steps, endless unless `steps` is given."""
+    """Batches of items (dicts of [batch, ...] tensors) for consecutive training steps, endless
+    unless `steps` is given."""
     sampler = StepSampler(batch_size, start_step, rank, world_size, steps)
     return DataLoader(
         dataset,
@@ -122,8 +123,7 @@ def crop_loader(
 
 
 class MultiDomainCrops(Dataset):
-    """Item i of every domain at once, each tensor stacked over domains: (inputs, targets) of
-    shape [domains, crop] from CropDatasets, or a dict of [domains, ...] from SpectralCrops.
+    """Item i of every domain at once, each tensor of the items stacked over domains: [domains, ...].
 
     One DataLoader over this feeds a training step (a batch of each domain) with one set of
     worker processes, whatever the number of domains.
@@ -132,8 +132,6 @@ class MultiDomainCrops(Dataset):
     def __init__(self, domains: list[Dataset]):
         self.domains = domains
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         items = [d[index] for d in self.domains]
-        if isinstance(items[0], dict):
-            return {key: torch.stack([item[key] for item in items]) for key in items[0]}
-        return tuple(torch.stack(parts) for parts in zip(*items))
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}

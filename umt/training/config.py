@@ -13,9 +13,12 @@ import torch
 from umt.checkpoint import load_checkpoint, load_model_state
 from umt.data.manifest import Manifest
 from umt.errors import UserError
+from umt.losses import CONFUSIONS, WEIGHTS
 from umt.model import UMT, ModelConfig
 from umt.modules.classifier import DomainClassifier
 from umt.presets import PRESETS, preset
+from umt.recipes import Crops, recipe
+from umt.training.solver import run_state
 
 
 @dataclass
@@ -31,18 +34,15 @@ class TrainConfig:
     lr: float = 1e-3
     lr_decay: float = 0.98  # factor per 1000 steps
     clip: float = 1.0  # gradient-norm clipping
-    confusion_weight: float = 0.01  # lambda of the domain-confusion term
-    # maximize: the paper's -lambda * CE of the classifier (unbounded: an encoder can drive it to
-    # -infinity, and a spectral run did, diverging after 5,500 steps); uniform: lambda * CE of
-    # the classifier against the uniform distribution (bounded below by log(domains))
+    # how much each kind of loss term counts (umt.losses: WEIGHTS, the defaults, and what each
+    # kind is); a run stores the whole map, and options change it kind by kind
+    loss_weights: dict = field(default_factory=lambda: dict(WEIGHTS))
+    # the confusion term: "maximize" the classifier's CE (the paper; unbounded), or push its
+    # belief to "uniform" (bounded; umt.losses.confusion)
     confusion: str = "maximize"
     # spectral: peak dB of a random spectral envelope on the encoder's input (0 = off), so the
     # latent cannot carry the input's timbre (umt.data.augment)
     timbre_augment: float = 0.0
-    # spectral: weight of the translation-chroma term: each crop is also translated by another
-    # domain's frame network, which must keep the crop's pitch classes (1 - chroma cosine; no
-    # paired data needed). 0 = off: reconstruction alone never trains the translation path.
-    chroma_weight: float = 0.0
     # the encoder keeps its weights and only the decoders train (`umt train --from BASE` alone:
     # fine-tuning decoders to a finished latent); no domain-confusion classifier then
     freeze_encoder: bool = False
@@ -53,10 +53,8 @@ class TrainConfig:
     # `--from BASE --model-set spectrum_flutter=true` on a base without them: the model then
     # translates as before, plus flutter, and its tokenizer and token LMs stay valid)
     flutter_only: bool = False
-    # weight of the independence loss between a tokenizer's codebooks (umt.quantization.mmd;
-    # Lemercier et al. 2024), compared at the parallel token LM's delays (codebook k, k frames
-    # earlier) when mmd_delayed; measured and logged whenever the model has a tokenizer
-    mmd_weight: float = 0.0
+    # the independence loss between a tokenizer's codebooks (loss weight "mmd") compares them at
+    # the parallel token LM's delays (codebook k, k frames earlier)
     mmd_delayed: bool = True
     # ModelConfig fields set over the preset's for a new run, e.g. {"latent_channels": 16}
     model_overrides: dict = field(default_factory=dict)
@@ -74,6 +72,50 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def check(self, cfg: ModelConfig) -> None:
+        """Refuse settings a run of model `cfg` cannot train with, naming the flag."""
+        if self.confusion not in CONFUSIONS:
+            raise UserError(f"--confusion {self.confusion}: choose {' or '.join(CONFUSIONS)}")
+        for kind, weight in self.loss_weights.items():
+            if kind not in WEIGHTS:
+                raise UserError(f"--loss-weight {kind}={weight}: no such loss term (the terms: {', '.join(WEIGHTS)})")
+            if weight < 0:
+                raise UserError(f"--loss-weight {kind}={weight}: must not be negative")
+        positive = ("steps", "val_every", "val_items", "checkpoint_every", "audio_every", "log_every", "lr")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        for name in ("timbre_augment", "workers", "keep_every"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
+        if self.freeze_decoders and not (self.freeze_encoder and cfg.codebooks):
+            raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
+        recipe(cfg).check(self.crops)
+
+    @property
+    def crops(self) -> Crops:
+        return Crops(
+            self.crop, self.batch_size, self.render_crop, self.render_batch_size, self.seed, self.timbre_augment
+        )
+
+    @classmethod
+    def layered(cls, *layers: dict) -> TrainConfig:
+        """The settings of `layers` of options, each over the ones before (loss weights kind by
+        kind); a layer may be the stored settings of a run from before the weights map."""
+        merged: dict = {"loss_weights": dict(WEIGHTS)}
+        for layer in layers:
+            layer = dict(layer)
+            weights = dict(layer.pop("loss_weights", None) or {})
+            for old, kind in LEGACY_WEIGHTS.items():
+                if old in layer:
+                    weights[kind] = layer.pop(old)
+            merged = {**merged, **layer, "loss_weights": {**merged["loss_weights"], **weights}}
+        return cls(**merged)
+
+
+# the loss-weight settings of runs before TrainConfig.loss_weights (and `umt train`'s flags for them)
+LEGACY_WEIGHTS = {"confusion_weight": "confusion", "chroma_weight": "translation_chroma", "mmd_weight": "mmd"}
 
 
 @dataclass
@@ -170,24 +212,21 @@ def plan_run(
 
     Returns (config, train config, trainable domains, state to resume, base weights to start from).
     """
-    last = out / "last.pt"
     overrides = options.get("model_overrides") or {}
     if (resume or add_domain) and overrides:
         raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
     if base is not None and not add_domain and set(overrides) - set(FINE_TUNE_FIELDS):
         raise UserError(f"--from: only {', '.join(FINE_TUNE_FIELDS)} can change on a trained model")
-    if resume:
-        state = load_checkpoint(last)
-        tcfg = TrainConfig(**{**state["train"], **options})
+    state = run_state(out, resume, load_checkpoint)
+    if state is not None:
+        tcfg = TrainConfig.layered(state["train"], options)
         return ModelConfig.from_dict(state["config"]), tcfg, state["trainable"], state, None
-    if last.exists():
-        raise UserError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     if add_domain:
         if base is None:
             raise UserError("--add-domain needs --from CKPT, the model to extend")
         base_state = load_model_state(base)
         cfg = ModelConfig.from_dict(base_state["config"])
-        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options})
+        tcfg = TrainConfig.layered(_base_training(base_state, cfg), {"steps": TrainConfig.steps}, options)
         if add_domain in cfg.domains:
             raise UserError(f"--add-domain {add_domain}: {base} already has that domain")
         cfg.domains = [*cfg.domains, add_domain]
@@ -201,11 +240,11 @@ def plan_run(
                 f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})"
             )
         adds_flutter = cfg.spectrum_flutter and not base_state["config"].get("spectrum_flutter", False)
-        tcfg = TrainConfig(**{**_base_training(base_state, cfg), "steps": TrainConfig.steps, **options, "freeze_encoder": True,
-                              "flutter_only": adds_flutter})  # fmt: skip
+        tcfg = TrainConfig.layered(_base_training(base_state, cfg), {"steps": TrainConfig.steps}, options,
+                                   {"freeze_encoder": True, "flutter_only": adds_flutter})  # fmt: skip
         return cfg, tcfg, list(cfg.domains), None, base_state
     name = options.get("preset", TrainConfig.preset)
-    tcfg = TrainConfig(**{**(PRESETS[name].training if name in PRESETS else {}), **options})
+    tcfg = TrainConfig.layered(PRESETS[name].training if name in PRESETS else {}, options)
     return preset(tcfg.preset, manifest.domains, **tcfg.model_overrides), tcfg, list(manifest.domains), None, None
 
 
@@ -221,9 +260,3 @@ def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
             return {"preset": name, **PRESETS[name].training}
     name = "spectral" if cfg.spectral else "small"
     return {"preset": name, **PRESETS[name].training}
-
-
-def check_crop(cfg: ModelConfig, crop: int, flag: str = "--crop") -> None:
-    """A crop (samples) must be whole latent frames."""
-    if crop % cfg.pool or crop <= 0:
-        raise UserError(f"{flag} {crop}: must be a positive multiple of the latent frame ({cfg.pool} samples)")

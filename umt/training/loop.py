@@ -1,5 +1,5 @@
-"""The training loop: processes, the data loader, steps, validation, checkpoints (also on
-Ctrl-C), the stop agreement between DDP processes, and the log."""
+"""The model's training run: its processes, data loader and DDP wrappers, and its solver
+(umt.training.solver): the adversarial step, validation, and the log."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from umt.checkpoint import save_checkpoint
+from umt.audio import mu_law_decode
 from umt.data.crops import MultiDomainCrops, crop_loader
 from umt.data.manifest import Manifest
 from umt.errors import UserError
-from umt.model import ModelConfig, describe
-from umt.runtime import Process, autocast_dtype, start_process, stop_requests
-from umt.training.config import Run, TrainConfig, build_run, check_crop, checkpoint_state, plan_run, restore
-from umt.training.data import crop_datasets, step_batch
+from umt.model import describe, shift_right
+from umt.recipes import recipe
+from umt.runtime import Process, autocast_dtype, start_process
+from umt.training.config import Run, TrainConfig, build_run, checkpoint_state, plan_run, restore
+from umt.training.solver import Solver
 from umt.training.step import train_step
-from umt.training.validation import VAL_BATCH, teacher_forced_clips, validate
+from umt.validation import VAL_BATCH, validate
 
 
 def train(
@@ -41,26 +42,8 @@ def train(
     missing = [d for d in trainable if d not in manifest.domains]
     if missing:
         raise UserError(f"{prep}: has no domain {', '.join(missing)} (it has {', '.join(manifest.domains)})")
-    check_crop(cfg, tcfg.crop)
-    if tcfg.confusion not in ("maximize", "uniform"):
-        raise UserError(f"--confusion {tcfg.confusion}: choose maximize or uniform")
-    positive = ("steps", "val_every", "val_items", "checkpoint_every", "audio_every", "log_every", "lr")
-    for name in positive:
-        if getattr(tcfg, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must be positive")
-    for name in ("timbre_augment", "chroma_weight", "workers", "keep_every"):
-        if getattr(tcfg, name) < 0:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(tcfg, name)}: must not be negative")
-    if tcfg.freeze_decoders and not (tcfg.freeze_encoder and cfg.codebooks):
-        raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
-    if cfg.spectral:
-        check_crop(cfg, tcfg.render_crop, "--render-crop")
-        if min(tcfg.batch_size, tcfg.render_batch_size) < 0:
-            raise UserError("--batch-size and --render-batch-size must not be negative")
-        if tcfg.batch_size <= 0 and tcfg.render_batch_size <= 0:
-            raise UserError("--batch-size and --render-batch-size are both 0: nothing would train")
-    elif tcfg.batch_size <= 0:
-        raise UserError(f"--batch-size {tcfg.batch_size}: must be positive")
+    tcfg.check(cfg)
+    method, crops = recipe(cfg), tcfg.crops
     dtype = autocast_dtype(tcfg.precision, proc.device)
 
     run = build_run(cfg, tcfg, trainable, proc.device, dtype)
@@ -74,14 +57,13 @@ def train(
 
     if proc.main and cfg.uses_spectrum:
         print(f"analysing the semitone spectrum of {len(manifest.files)} files", flush=True)
-    train_sets = crop_datasets(run.model, manifest, tcfg, trainable, "train")
-    val_sets = crop_datasets(run.model, manifest, tcfg, trainable, "val")
+    train_sets = method.datasets(run.model, manifest, trainable, "train", crops)
+    val_sets = method.datasets(run.model, manifest, trainable, "val", crops)
     remaining = tcfg.steps - run.step
-    loader_batch = max(tcfg.batch_size, tcfg.render_batch_size) if cfg.spectral else tcfg.batch_size
-    workers = 0 if cfg.spectral else tcfg.workers  # spectral items are slices of tensors in memory
+    workers = tcfg.workers if method.loader_workers else 0
     loader = crop_loader(
         MultiDomainCrops(list(train_sets.values())),
-        loader_batch,
+        method.loader_batch(crops),
         workers,
         run.step,
         proc.rank,
@@ -90,77 +72,75 @@ def train(
     )
 
     # A spectral run may leave the frame networks or the renderers out of a step (batch size 0).
-    partial = cfg.spectral and min(tcfg.batch_size, tcfg.render_batch_size) <= 0
+    partial = min(crops.batch_size, crops.render_batch_size if method.render_keys else 1) <= 0
     model = DDP(run.model, find_unused_parameters=partial) if proc.world > 1 else run.model
     classifier = DDP(run.classifier) if proc.world > 1 and run.classifier is not None else run.classifier
-    log = Logger(out, proc, tcfg, run.step, cfg)
+    solver = ModelSolver(run, model, classifier, tcfg, dtype, proc, out, val_sets)
     if proc.main:
-        log.line(describe(cfg))
+        solver.line(describe(cfg))
         if len(val_sets) < len(trainable):
-            log.line(f"no validation crops for {', '.join(sorted(set(trainable) - set(val_sets)))}: not validated")
-
-    render_samples = tcfg.render_batch_size * tcfg.render_crop if cfg.spectral else 0
-    samples_per_step = len(trainable) * (tcfg.batch_size * tcfg.crop + render_samples) * proc.world
-    with stop_requests() as stopping:
-        try:
-            tic = time.perf_counter()
-            for batch in loader:
-                _step(run, model, classifier, batch, tcfg, cfg, dtype, proc, log, val_sets, out, samples_per_step, tic)
-                if _stop_agreed(stopping, proc):
-                    break
-                tic = time.perf_counter()  # validation and saving do not count against throughput
-        except Exception:
-            if not stopping.is_set():  # else a DataLoader worker that the same Ctrl-C ended
-                raise
-        if stopping.is_set():
-            if proc.main:
-                save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
-                log.line(f"interrupted at step {run.step}: saved {out / 'last.pt'}; continue with --resume")
-                log.close()
-            raise KeyboardInterrupt
+            solver.line(f"no validation crops for {', '.join(sorted(set(trainable) - set(val_sets)))}: not validated")
+    solver.fit(method.batch(batch, crops, proc.device) for batch in loader)
     if proc.main:
-        log.line(f"step {run.step}: {out / 'last.pt'}")
-        log.close()
-    if proc.world > 1:
-        dist.barrier()
+        solver.line(f"step {run.step}: {out / 'last.pt'}")
     return run
 
 
-def _step(run: Run, model, classifier, batch, tcfg: TrainConfig, cfg: ModelConfig, dtype, proc: Process, log: Logger,
-          val_sets: dict, out: Path, samples_per_step: int, started: float) -> None:  # fmt: skip
-    """One training step (its batch fetched since `started`), and on the main process its log
-    line, validation and checkpoints."""
-    batch = step_batch(batch, tcfg, cfg.spectral, proc.device)
-    stats = train_step(run, model, classifier, batch, tcfg, dtype, proc.device)
-    if not proc.main:
-        return
-    stats["samples_per_s"] = samples_per_step / (time.perf_counter() - started)
-    stats["lr"] = run.scheduler.get_last_lr()[0]
-    log.train(run.step, stats)
-    last_step = run.step == tcfg.steps
-    if val_sets and (run.step % tcfg.val_every == 0 or last_step):
-        results = validate(run.model, run.classifier, val_sets, tcfg.val_items, VAL_BATCH, dtype, proc.device)
-        log.validation(run.step, results)
-        if results["score"] < run.best_val:
-            run.best_val = results["score"]
-            save_checkpoint(out / "best.pt", checkpoint_state(run, cfg, tcfg))
-    if val_sets and not cfg.spectral and (run.step % tcfg.audio_every == 0 or last_step):
-        log.audio(run.step, teacher_forced_clips(run, val_sets, proc.device), cfg.sample_rate)
-    if run.step % tcfg.checkpoint_every == 0 or last_step:
-        save_checkpoint(out / "last.pt", checkpoint_state(run, cfg, tcfg))
-    if tcfg.keep_every and run.step % tcfg.keep_every == 0:
-        save_checkpoint(out / f"step{run.step}.pt", checkpoint_state(run, cfg, tcfg))
+class ModelSolver(Solver):
+    """The model's training (see umt.training): the adversarial step, validation, and the log
+    (TensorBoard, a bar on a terminal, lines otherwise). `model` and `classifier` are
+    run.model and run.classifier, or their DDP wrappers."""
 
+    def __init__(self, run: Run, model, classifier, tcfg: TrainConfig, dtype: torch.dtype | None, proc: Process,
+                 out: Path, val_sets: dict[str, Dataset]):  # fmt: skip
+        self.run, self.model, self.classifier, self.tcfg, self.dtype = run, model, classifier, tcfg, dtype
+        self.cfg, self.val_sets = run.model.cfg, val_sets
+        super().__init__(out, tcfg.steps, tcfg.checkpoint_every, tcfg.val_every, tcfg.keep_every, proc, run.step,
+                         run.best_val)  # fmt: skip
+        self.log = Logger(out, proc, tcfg, run.step)
+        self.samples_per_step = recipe(self.cfg).samples_per_step(tcfg.crops, len(run.trainable)) * proc.world
+        self.tic = time.perf_counter()
 
-def _stop_agreed(stopping, proc: Process) -> bool:
-    """Whether any process was asked to stop (all of them then stop after the same step)."""
-    if proc.world == 1:
-        return stopping.is_set()
-    flag = torch.tensor([float(stopping.is_set())], device=proc.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    if flag.item():
-        stopping.set()
-    return stopping.is_set()
+    # the run's step and best score are the Run's (they travel in its checkpoint)
+    step = property(lambda self: self.run.step, lambda self, value: setattr(self.run, "step", value))
+    best = property(lambda self: self.run.best_val, lambda self, value: setattr(self.run, "best_val", value))
+
+    def run_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        stats = train_step(self.run, self.model, self.classifier, batch, self.tcfg, self.dtype, self.proc.device)
+        stats["samples_per_s"] = self.samples_per_step / (time.perf_counter() - self.tic)
+        stats["lr"] = self.run.scheduler.get_last_lr()[0]
+        return stats
+
+    def advance(self, batch: dict[str, torch.Tensor]) -> None:
+        super().advance(batch)
+        self.tic = time.perf_counter()  # validation and saving do not count against throughput
+
+    def log_step(self, stats: dict[str, float]) -> None:
+        self.log.train(self.step, stats)
+        due = self.step % self.tcfg.audio_every == 0 or self.step == self.steps
+        if self.val_sets and recipe(self.cfg).tensorboard_audio and due:
+            self.log.audio(
+                self.step, teacher_forced_clips(self.run, self.val_sets, self.proc.device), self.cfg.sample_rate
+            )
+
+    def validate(self) -> float | None:
+        if not self.val_sets:
+            return None
+        run, tcfg = self.run, self.tcfg
+        results = validate(
+            run.model, run.classifier, self.val_sets, tcfg.val_items, VAL_BATCH, self.dtype, self.proc.device
+        )
+        self.log.validation(self.step, results)
+        return results["score"]
+
+    def state(self) -> dict:
+        return checkpoint_state(self.run, self.cfg, self.tcfg)
+
+    def line(self, text: str) -> None:
+        self.log.line(text)
+
+    def close(self) -> None:
+        self.log.close()
 
 
 LOSS_KINDS = ("ce", "spectrum", "flutter")  # per-domain losses (UMT.forward) logged as means over domains
@@ -178,7 +158,7 @@ def _means(stats: dict[str, float]) -> dict[str, float]:
 class Logger:
     """TensorBoard scalars and audio, a tqdm bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, out: Path, proc: Process, tcfg: TrainConfig, start: int, cfg: ModelConfig):
+    def __init__(self, out: Path, proc: Process, tcfg: TrainConfig, start: int):
         self.tcfg = tcfg
         self.enabled = proc.main
         self.writer = None
@@ -207,7 +187,7 @@ class Logger:
             )
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
-            extra = ("commitment", "mmd", "translation_chroma")
+            extra = ("commitment", "translation_chroma", "confusion", "mmd")
             losses = " ".join(
                 f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in extra if k in stats)]
             )
@@ -240,4 +220,23 @@ class Logger:
     def close(self) -> None:
         if self.bar:
             self.bar.close()
-        self.writer.close()
+            self.bar = None
+        if self.writer:
+            self.writer.close()
+            self.writer = None
+
+
+@torch.no_grad()
+def teacher_forced_clips(run: Run, val_sets: dict[str, Dataset], device: torch.device) -> dict[str, torch.Tensor]:
+    """Per domain (the WaveNet recipe): the input crop and a reconstruction sampled from the
+    decoder's teacher-forced distribution (each sample given the true past), as float audio."""
+    run.model.eval()
+    clips = {}
+    for domain, dataset in val_sets.items():
+        inputs, targets = (dataset[0][key].unsqueeze(0).to(device) for key in ("inputs", "targets"))
+        logits = run.model.decoders[domain](shift_right(targets), run.model.quantize(run.model.encode(inputs))[0])
+        sampled = torch.distributions.Categorical(logits=logits.float()).sample()
+        clips[f"{domain}/input"] = mu_law_decode(targets[0]).cpu()
+        clips[f"{domain}/teacher_forced"] = mu_law_decode(sampled[0]).cpu()
+    run.model.train()
+    return clips

@@ -1,5 +1,6 @@
-"""Validation: teacher-forced losses per domain with the conditioning gain, and the
-TensorBoard audio clips of the paper recipe."""
+"""Validation: the teacher-forced loss terms (umt.losses) of each domain on crops of a split,
+with the conditioning gain; training validates with it, and `umt evaluate` scores a trained
+model's reconstruction with it."""
 
 from __future__ import annotations
 
@@ -8,21 +9,13 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-from umt.audio import mu_law_decode
-from umt.data.crops import CropDataset
-from umt.model import UMT, shift_right
+from umt import losses
+from umt.model import UMT
 from umt.modules.classifier import DomainClassifier
+from umt.recipes import recipe
 from umt.runtime import CPU, autocast
-from umt.training.config import Run
 
 VAL_BATCH = 8  # validation crops per forward pass
-
-
-CONDITIONING = (
-    "inputs",
-    "levels_in",
-    "render_levels",
-)  # batch keys a decoder is conditioned on (besides its excitation)
 
 
 @torch.no_grad()
@@ -30,7 +23,7 @@ def validate(
     model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, Dataset], items: int, batch_size: int,
     dtype=None, device: torch.device = CPU,
 ) -> dict[str, float]:  # fmt: skip
-    """Teacher-forced losses per domain on `items` crops of each dataset (UMT.forward: "ce/D"
+    """Teacher-forced loss terms per domain on `items` crops of each dataset (umt.losses: "ce/D"
     in nats per sample and "bits/D"; "spectrum/D" for frame networks), the conditioning gain
     of each ("gain/ce/D": the loss with another clip's conditioning minus the loss with the
     clip's own; near 0 means the decoder has stopped listening), the classifier's accuracy, and
@@ -46,6 +39,7 @@ def validate(
         total[1] += crops
 
     correct = total = 0
+    conditioning = recipe(model.cfg).conditioning
     for domain, dataset in val_sets.items():
         others = [d for d in model.cfg.domains if d != domain]  # translation targets of this domain's crops
         for first in range(0, items, batch_size):
@@ -53,16 +47,20 @@ def validate(
             crops = next(iter(batch.values())).shape[1]
             with autocast(dtype, device):
                 out = model(batch, [domain])
-                shuffled = model(_roll_conditioning(batch), [domain]) if crops > 1 else None
-            for key, value in out.losses.items():
+                terms = _per_domain(losses.terms(out))
+                if crops > 1:
+                    shuffled = _per_domain(losses.terms(model(_roll(batch, conditioning), [domain])))
+            for key, value in terms.items():
                 add(key, value.item(), crops)
-                if shuffled is not None:
-                    add(f"gain/{key}", shuffled.losses[key].item() - value.item(), crops)
+                if crops > 1:
+                    add(f"gain/{key}", shuffled[key].item() - value.item(), crops)
             if "levels" in batch and others:
+                frames = batch["levels"].shape[2]
                 with autocast(dtype, device):
-                    distance = sum(model.translation_chroma(out.latent, batch["levels"][0], t) for t in others) / len(
-                        others
-                    )
+                    translations = [
+                        (model.decoders[t].spectrum(out.latent, frames), batch["levels"][0]) for t in others
+                    ]
+                    distance = losses.translation_chroma(translations)
                 add(f"translation_chroma/{domain}", distance.item(), crops)
             if classifier is not None and out.latent is not None:
                 with autocast(dtype, device):
@@ -84,35 +82,21 @@ def validate(
     return results
 
 
-def _collate(items: list, device: torch.device) -> dict[str, torch.Tensor]:
+def _per_domain(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The terms a domain's decoder has ("ce/piano"), without the model's own (a tokenizer's commitment)."""
+    return {name: value for name, value in terms.items() if "/" in name}
+
+
+def _collate(items: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
     """Dataset items of one domain -> a batch dict of [1, B, ...] tensors (UMT.forward's layout)."""
-    if isinstance(items[0], dict):
-        return {k: torch.stack([item[k] for item in items])[None].to(device) for k in items[0]}
-    inputs, targets = (torch.stack(parts)[None].to(device) for parts in zip(*items))
-    return {"inputs": inputs, "targets": targets}
+    return {k: torch.stack([item[k] for item in items])[None].to(device) for k in items[0]}
 
 
-def _roll_conditioning(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _roll(batch: dict[str, torch.Tensor], conditioning: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """The same targets, each conditioned on the next clip's conditioning (and excitation)."""
-    rolled = {k: torch.roll(v, 1, dims=1) if k in CONDITIONING else v for k, v in batch.items()}
+    rolled = {k: torch.roll(v, 1, dims=1) if k in conditioning else v for k, v in batch.items()}
     if "amplitude" in batch:
         rolled["given_amplitude"], rolled["given_phase"] = (
             torch.roll(batch[k], 1, dims=1) for k in ("amplitude", "phase")
         )
     return rolled
-
-
-@torch.no_grad()
-def teacher_forced_clips(run: Run, val_sets: dict[str, CropDataset], device) -> dict[str, torch.Tensor]:
-    """Per domain: the input crop and a reconstruction sampled from the decoder's
-    teacher-forced distribution (each sample given the true past), as float audio."""
-    run.model.eval()
-    clips = {}
-    for domain, dataset in val_sets.items():
-        inputs, targets = (t.unsqueeze(0).to(device) for t in dataset[0])
-        logits = run.model.decoders[domain](shift_right(targets), run.model.quantize(run.model.encode(inputs))[0])
-        sampled = torch.distributions.Categorical(logits=logits.float()).sample()
-        clips[f"{domain}/input"] = mu_law_decode(targets[0]).cpu()
-        clips[f"{domain}/teacher_forced"] = mu_law_decode(sampled[0]).cpu()
-    run.model.train()
-    return clips
