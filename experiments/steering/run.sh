@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# docs/steering.md from nothing: for each trait, the probes' trait pairs (seed 7) and the unseen
+# pairs of other pieces (seed 11), the probes on MODEL, the translation and generation sweeps
+# (sweep.py), then the tables and the figure (report.py) into docs/steering/.
+#   experiments/steering/run.sh [TRAIT ...]      (default: articulation register density)
+# Env: MODEL (the shipped one), PIECES (per source domain, 6), RENDERER (wavenet; sines for a
+# quick look). Each step keeps what is done. Hours on one core with the WaveNet renderers.
+source "$(dirname "$0")/../sound/common.sh"
+MODEL=${MODEL:-umt/assets/default.pt}
+T=$W/traits
+for trait in "${@:-articulation register density}"; do
+  for t in $trait; do
+    [ -d "$T/$t" ] || $UMT make-bench "$T/$t" --domains $DOMAINS --minutes 2 --clip-seconds 10 --seed 7 --trait "$t"
+    [ -d "$T/$t-unseen" ] || $UMT make-bench "$T/$t-unseen" --domains $DOMAINS --minutes 1 --clip-seconds 10 \
+      --seed 11 --trait "$t"
+    [ -f "$T/probes/$t.pt" ] || $UMT probe train --with "$T/$t/with" --without "$T/$t/without" --trait "$t" \
+      --model "$MODEL" -o "$T/probes/$t.pt"
+    for task in translate generate; do
+      [ -f "$T/sweeps/$t-$task/results.json" ] || $PY experiments/steering/sweep.py "$task" --trait "$t" \
+        --probe "$T/probes/$t.pt" --unseen "$T/$t-unseen" --out "$T/sweeps/$t-$task" --model "$MODEL" \
+        --pieces "${PIECES:-6}" --renderer "${RENDERER:-wavenet}"
+    done
+  done
+done
+$PY experiments/steering/report.py "$T/sweeps" docs/steering
