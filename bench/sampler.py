@@ -110,10 +110,8 @@ def main() -> None:
     decoder = UMT(cfg).decoders["bench"]
     decoder = (decoder.renderer if cfg.spectral else decoder).to(device).eval()  # a spectral decoder's WaveNet
     frames = max(1, round(args.seconds * cfg.sample_rate / cfg.pool))
-    latent = torch.randn(args.batch, frames, cfg.spectrum_bins if cfg.spectral else cfg.latent_channels, device=device)
-    excitation = (
-        torch.randn(args.batch, frames * cfg.pool, cfg.excitation_bands, device=device) if cfg.spectral else None
-    )
+    latent = torch.randn(args.batch, frames, cfg.spectrum.bins if cfg.spectral else cfg.latent_channels, device=device)
+    excitation = torch.randn(args.batch, frames * cfg.pool, cfg.spectrum.bands, device=device) if cfg.spectral else None
     packed = PackedDecoder(decoder, cfg.pool, dtype)
     streams = args.streams or default_streams(device)
     where = (
@@ -131,7 +129,7 @@ def main() -> None:
     rate = args.batch * frames * cfg.pool / (time.perf_counter() - start)
     peak = matmul_peak(dtype, device)
     achieved = rate * packed.flops_per_sample
-    print(f"device: {where}; preset {args.preset}, decoder receptive field {cfg.decoder_receptive_field} samples")
+    print(f"device: {where}; preset {args.preset}, decoder receptive field {cfg.wavenet.receptive_field} samples")
     print(
         f"incremental: batch {args.batch} x {frames * cfg.pool} samples, {args.output} output, {args.precision}, {streams} stream(s): "
         f"{rate:,.0f} samples/s = {rate / cfg.sample_rate:.2f}x real time"
@@ -142,10 +140,10 @@ def main() -> None:
     )
     if args.baseline:
         naive = naive_rate(
-            decoder, latent[:1], cfg.pool, cfg.decoder_receptive_field, args.baseline_steps, cfg.spectral
+            decoder, latent[:1], cfg.pool, cfg.wavenet.receptive_field, args.baseline_steps, cfg.spectral
         )
         print(
-            f"naive (batch 1, a full forward over the {cfg.decoder_receptive_field}-sample receptive field "
+            f"naive (batch 1, a full forward over the {cfg.wavenet.receptive_field}-sample receptive field "
             f"per sample): {naive:,.2f} samples/s; incremental is {rate / naive:,.0f}x faster"
         )
     if args.check_bf16:

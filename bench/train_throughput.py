@@ -37,9 +37,9 @@ def random_batch(cfg, part: str, domains: int, batch: int, crop: int, device: to
         return {"inputs": codes, "targets": codes}
     frames = crop // cfg.pool
     if part == "frames":
-        levels = torch.rand(domains, batch, frames, cfg.spectrum_bins, device=device)
+        levels = torch.rand(domains, batch, frames, cfg.spectrum.bins, device=device)
         return {"levels_in": levels, "levels": levels}
-    levels = torch.rand(domains, batch, frames + 1, cfg.spectrum_bins, device=device)
+    levels = torch.rand(domains, batch, frames + 1, cfg.spectrum.bins, device=device)
     return {
         "codes": torch.randint(0, 256, (domains, batch, crop), device=device), "render_levels": levels[:, :, :frames],
         "amplitude": spectral.amplitude(levels) * 0.01, "phase": torch.rand_like(levels) * (2 * math.pi),

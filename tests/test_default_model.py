@@ -90,11 +90,12 @@ def test_export_takes_renderers_from_a_second_run(tmp_path: Path, two_domains: P
     assert main(argv[:3] + ["--renderers-from", str(tiny_checkpoint)]) == 2
     assert "both models must be spectral" in capsys.readouterr().err
     # renderers of another size and output join frames trained without them
-    other = {"sample_output": "logistic", "mixtures": 2, "residual_channels": 8, "skip_channels": 8}
-    train(two_domains, tmp_path / "render2", dict(common, batch_size=0, model_overrides=other), "cpu")
+    other = {"output": "logistic", "mixtures": 2, "residual_channels": 8, "skip_channels": 8}
+    overrides = {f"wavenet.{name}": value for name, value in other.items()}
+    train(two_domains, tmp_path / "render2", dict(common, batch_size=0, model_overrides=overrides), "cpu")
     assert main([*argv[:3], "--renderers-from", str(tmp_path / "render2" / "last.pt")]) == 0
     joined, render = load_model(tmp_path / "m.pt"), load_model(tmp_path / "render2" / "last.pt").state_dict()
-    assert {k: getattr(joined.cfg, k) for k in other} == other
+    assert {k: getattr(joined.cfg.wavenet, k) for k in other} == other
     for key, value in joined.state_dict().items():
         assert torch.equal(value, (render if ".renderer." in key else frames)[key]), key
 

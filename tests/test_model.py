@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from umt import losses
+from umt.config import ModelConfig
 from umt.errors import UserError
-from umt.model import SILENCE, UMT, ModelConfig, parameter_count, shift_right
+from umt.model import SILENCE, UMT, parameter_count, shift_right
 from umt.modules.classifier import DomainClassifier
 from umt.presets import preset
 from umt.recipes import Crops, recipe
@@ -19,7 +20,7 @@ def test_paper_preset_sizes():
     assert parameter_count(model.encoder) == pytest.approx(2.0e6, rel=0.02)
     assert parameter_count(model.decoders["piano"]) == pytest.approx(6.5e6, rel=0.02)
     assert cfg.sample_rate / cfg.pool == 20  # 20 Hz latent
-    assert cfg.decoder_receptive_field == 4 * (2**14 - 1) + 1
+    assert cfg.wavenet.receptive_field == 4 * (2**14 - 1) + 1
     assert parameter_count(DomainClassifier(cfg)) < 20_000
 
 
@@ -38,7 +39,7 @@ def test_shapes():
     logits = model.decoders["a"](shift_right(codes), latent)
     assert logits.shape == (3, 800, 256)
     assert DomainClassifier(cfg)(latent).shape == (3, 2)
-    cfg.classifier_context = 3  # reads 15 frames around each one
+    cfg.classifier.context = 3  # reads 15 frames around each one
     with_context = DomainClassifier(cfg)
     assert with_context(latent).shape == (3, 2)
     probe = torch.zeros(1, 40, cfg.latent_channels, requires_grad=True)
@@ -97,7 +98,7 @@ def test_decoder_receptive_field():
     with torch.no_grad():
         hit = influence(lambda p: decoder(p, latent), previous, 100)
     # previous[t] is the target at t-1: it reaches logits t .. t + receptive field - 1.
-    assert hit.nonzero().flatten().tolist() == list(range(100, 100 + cfg.decoder_receptive_field))
+    assert hit.nonzero().flatten().tolist() == list(range(100, 100 + cfg.wavenet.receptive_field))
 
 
 def test_encoder_receptive_field():
@@ -107,7 +108,7 @@ def test_encoder_receptive_field():
     audio = torch.rand(1, 200) - 0.5
     with torch.no_grad():
         hit = influence(lambda a: encoder(a).unsqueeze(-1), audio, 100)
-    half = cfg.encoder_receptive_field // 2
+    half = cfg.encoder.receptive_field // 2
     assert hit.nonzero().flatten().tolist() == list(range(100 - half, 100 + half + 1))
 
 
@@ -154,3 +155,25 @@ def test_activation_checkpointing_gives_the_same_gradients():
     decoder.activation_checkpointing = True
     for a, b in zip(plain, grads()):
         torch.testing.assert_close(a, b)
+
+
+def test_settings_are_nested_and_read_the_flat_names_of_older_models():
+    from umt.config import parse_settings
+
+    cfg = preset("tiny-spectral", ["a", "b"])
+    flat = {"encoder_channels": 24, "render_residual": False, "spectrum_flutter": True, "codebooks": 2,
+            "domains": ["a", "b"], "decoder_type": "spectral", "encoder_input": "spectrum", "no_longer_a_setting": 1}  # fmt: skip
+    old = ModelConfig.from_dict(flat)  # a model saved before the nesting
+    assert (old.encoder.channels, old.wavenet.residual, old.frames.flutter, old.tokenizer.codebooks) == (
+        24,
+        False,
+        True,
+        2,
+    )
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["wavenet"]["residual"] is True
+    assert parse_settings(["encoder.channels=8", "render_residual=false", "frames.flutter=true"]) == {
+        "encoder.channels": 8, "wavenet.residual": False, "frames.flutter": True}  # fmt: skip
+    for bad in ("encoder=8", "encoder.width=8", "domains=a"):
+        with pytest.raises(UserError, match="--model-set"):
+            parse_settings([bad])
+    assert preset("tiny", ["a"], **{"wavenet.layers": 3}).wavenet.receptive_field == 1 * (2**3 - 1) + 1

@@ -117,8 +117,8 @@ def test_incremental_generation_equals_the_excited_forward(output):
     cfg, renderer = model.cfg, model.decoders["a"].renderer.eval()
     for p in renderer.parameters():
         p.data.mul_(2.0)
-    levels = torch.rand(3, 4, cfg.spectrum_bins)
-    excitation = torch.randn(3, 4 * cfg.pool, cfg.excitation_bands)
+    levels = torch.rand(3, 4, cfg.spectrum.bins)
+    excitation = torch.randn(3, 4 * cfg.pool, cfg.spectrum.bands)
     out = renderer.output
     samples = out.encode(torch.rand(3, 4 * cfg.pool) - 0.5)
     packed = PackedDecoder(renderer, cfg.pool)
@@ -382,9 +382,9 @@ def test_training_and_inference_excitations_have_the_level_of_the_audio(spectrum
 )
 def test_a_residual_renderer_models_the_audio_minus_its_excitation(output, tolerance):
     model = tiny_spectral(**output)
-    assert model.cfg.render_residual
+    assert model.cfg.wavenet.residual
     audio = 0.3 * torch.sin(torch.arange(1600) / 10.0)[None]
-    excitation = 0.05 * torch.randn(1, 1600, model.cfg.excitation_bands)  # the residual stays within [-1, 1]
+    excitation = 0.05 * torch.randn(1, 1600, model.cfg.spectrum.bands)  # the residual stays within [-1, 1]
     targets = model.render_targets(audio, excitation, "a")  # quantised once: no coarser than one step of the output
     decode = model.decoders["a"].renderer.output.decode
     torch.testing.assert_close(decode(targets), audio - excitation.sum(-1), atol=tolerance, rtol=0)

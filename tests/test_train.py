@@ -231,9 +231,9 @@ def test_ctrl_c_saves_the_run_before_its_first_checkpoint_and_resume_continues(t
 def test_model_settings_over_the_preset(two_domains: Path, tmp_path: Path, capsys):
     argv = ["train", str(two_domains), "--out", str(tmp_path / "run"), "--preset", "tiny-spectral", "--steps", "1",
             "--workers", "0", "--render-batch-size", "0"]  # fmt: skip
-    assert main([*argv, "--model-set", "classifier_context=2", "--model-set", "latent_channels=4"]) == 0
+    assert main([*argv, "--model-set", "classifier.context=2", "--model-set", "latent_channels=4"]) == 0
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert state["config"]["classifier_context"] == 2 and state["config"]["latent_channels"] == 4
+    assert state["config"]["classifier"]["context"] == 2 and state["config"]["latent_channels"] == 4
     assert any(k.startswith("context.") for k in state["classifier"])  # the classifier reads the latent over time
     assert main([*argv, "--resume", "--steps", "2", "--model-set", "latent_channels=8"]) == 2
     assert "applies to a new run" in capsys.readouterr().err

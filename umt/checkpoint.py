@@ -6,16 +6,19 @@ unpickler refuses anything that would run code.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from umt.config import ModelConfig
 from umt.errors import UserError
 from umt.fileio import atomic_path
 from umt.lm import LM_KIND
-from umt.model import UMT, ModelConfig
+from umt.model import UMT
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.pt"
 EXAMPLE_CLIP = Path(__file__).parent / "assets" / "example.flac"
@@ -143,7 +146,7 @@ def export_model(
 
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
     halves of the spectral recipe trained in separate processes, one per core), with their own
-    sizes and output (RENDERER_FIELDS). Weights go through the models, so checkpoints written
+    sizes and output (their config's `wavenet` part). Weights go through the models, so checkpoints written
     before a rename of layers join correctly."""
     state = load_model_state(source)
     if target.is_dir():
@@ -153,7 +156,7 @@ def export_model(
     if renderers_from is not None:
         other = load_model(renderers_from)
         _check_renderers(model.cfg, other.cfg, renderers_from)
-        cfg = ModelConfig.from_dict({**model.cfg.to_dict(), **{f: getattr(other.cfg, f) for f in RENDERER_FIELDS}})
+        cfg = dataclasses.replace(model.cfg, wavenet=copy.deepcopy(other.cfg.wavenet))
         joined = UMT(cfg)
         joined.load_state_dict({k: v for k, v in model.state_dict().items() if ".renderer." not in k}, strict=False)
         for domain in cfg.domains:
@@ -164,8 +167,8 @@ def export_model(
         carried = load_checkpoint(path).get("lm")
         for lm_state in carried.values() if carried else [load_lm_state(path)]:
             if (lm_state["config"]["codebooks"], lm_state["config"]["codebook_size"]) != (
-                model.cfg.codebooks,
-                model.cfg.codebook_size,
+                model.cfg.tokenizer.codebooks,
+                model.cfg.tokenizer.codebook_size,
             ):
                 raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
             keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
@@ -184,21 +187,10 @@ def export_model(
     return target, model_only
 
 
-# what a renderer is made of: taken from the model whose renderers are joined to another's frames
-RENDERER_FIELDS = ("decoder_blocks", "decoder_layers", "residual_channels", "skip_channels", "render_residual",
-                   "sample_output", "mulaw_bits", "mixtures")  # fmt: skip
-
-
 def _check_renderers(config: ModelConfig, other: ModelConfig, path: Path) -> None:
     if not (config.spectral and other.spectral):
         raise UserError(f"--renderers-from {path}: both models must be spectral (frame networks and renderers)")
-    shared = (
-        "domains",
-        "sample_rate",
-        "pool",
-        "spectrum_midi_low",
-        "spectrum_bins",
-    )  # what renderers and frames agree on
+    shared = ("domains", "sample_rate", "pool", "spectrum")  # what renderers and frames agree on
     differ = [f for f in shared if getattr(config, f) != getattr(other, f)]
     if differ:
         raise UserError(f"--renderers-from {path}: its renderers differ in {', '.join(differ)}")

@@ -28,12 +28,12 @@ def encode_long(
     covers the encoder's receptive field (and the spectrum's kernels): equal to encoding the
     whole recording at once, in memory that does not grow with it."""
     cfg = model.cfg
-    over_spectrum = cfg.encoder_input == "spectrum"
+    over_spectrum = cfg.encoder.input == "spectrum"
     step = cfg.latent_stride if over_spectrum else cfg.pool  # inputs per latent frame
     inputs = samples // cfg.pool + 1 if over_spectrum else samples
     frames = -(-inputs // step)
     first, last = max(first, 0), frames if last is None else min(last, frames)
-    margin = math.ceil(cfg.encoder_receptive_field / 2 / step)
+    margin = math.ceil(cfg.encoder.receptive_field / 2 / step)
     device = next(model.parameters()).device
     parts = [torch.zeros(0, cfg.latent_channels, device=device)]
     with torch.no_grad():

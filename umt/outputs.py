@@ -1,6 +1,6 @@
 """What a WaveNet predicts for each sample, and how it reads the sample before.
 
-Two kinds, chosen by ModelConfig.sample_output:
+Two kinds, chosen by ModelConfig.wavenet.output:
   - "mulaw": a softmax over the 2**mulaw_bits codes of mu-law companded audio; the previous
     sample enters through an embedding table. The paper's output (8 bits). Its codes are the
     audio quantised: 8-bit mu-law alone puts a floor of noise 40-60 dB below the signal, and

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from umt.config import (
+    ClassifierConfig,
+    EncoderConfig,
+    FrameConfig,
+    ModelConfig,
+    SpectrumConfig,
+    WaveNetConfig,
+    is_setting,
+)
 from umt.errors import UserError
-from umt.model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -25,8 +33,8 @@ PRESETS: dict[str, Preset] = {
     # Trainable on two CPU cores in hours: receptive field 64 ms, 20 Hz latent as the paper;
     # crops of 0.5 s, about eight decoder receptive fields.
     "small": Preset(ModelConfig(
-        encoder_blocks=2, encoder_layers=8, encoder_channels=64,
-        decoder_blocks=2, decoder_layers=9, residual_channels=64, skip_channels=64,
+        encoder=EncoderConfig(blocks=2, layers=8, channels=64),
+        wavenet=WaveNetConfig(blocks=2, layers=9, residual_channels=64, skip_channels=64),
     ), {"batch_size": 8, "crop": 8000}),
     # The spectral recipe for 2-core CPUs (docs/spectral-recipe.md): a frame-rate encoder over the
     # log semitone spectrum (100 Hz, receptive field 5.1 s), frame networks that predict each
@@ -35,37 +43,40 @@ PRESETS: dict[str, Preset] = {
     # augmentation, which together raised target accuracy from 0.44 to 0.78 (section 5 there);
     # and the translation-chroma term, which raised chroma similarity from 0.80 to 0.85 (section 6).
     "spectral": Preset(ModelConfig(
-        encoder_input="spectrum", decoder_type="spectral", pool=160,
-        encoder_blocks=2, encoder_layers=7, encoder_channels=128, latent_channels=64,
-        frame_blocks=2, frame_layers=6, frame_channels=128,
-        decoder_blocks=2, decoder_layers=8, residual_channels=32, skip_channels=32, render_residual=True,
-        classifier_context=6,
+        decoder_type="spectral", pool=160, latent_channels=64,
+        encoder=EncoderConfig(input="spectrum", blocks=2, layers=7, channels=128),
+        frames=FrameConfig(blocks=2, layers=6, channels=128),
+        wavenet=WaveNetConfig(blocks=2, layers=8, residual_channels=32, skip_channels=32, residual=True),
+        classifier=ClassifierConfig(context=6),
     ), {"batch_size": 16, "crop": 32000, "render_batch_size": 8, "render_crop": 2400, "confusion": "uniform",
         "timbre_augment": 15.0, "loss_weights": {"translation_chroma": 0.3}}),
     # For tests: a few thousand parameters, 100-sample latent frames.
     "tiny": Preset(ModelConfig(
-        encoder_blocks=1, encoder_layers=4, encoder_channels=16, latent_channels=8, pool=100,
-        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16,
-        classifier_layers=3, classifier_channels=16,
+        latent_channels=8, pool=100,
+        encoder=EncoderConfig(blocks=1, layers=4, channels=16),
+        wavenet=WaveNetConfig(blocks=1, layers=5, residual_channels=16, skip_channels=16),
+        classifier=ClassifierConfig(layers=3, channels=16),
     ), {"batch_size": 2, "crop": 4000}),
     "tiny-spectral": Preset(ModelConfig(
-        encoder_input="spectrum", decoder_type="spectral", pool=160, spectrum_midi_low=36, spectrum_bins=72,
-        encoder_blocks=1, encoder_layers=3, encoder_channels=16, latent_channels=8,
-        frame_blocks=1, frame_layers=3, frame_channels=16,
-        decoder_blocks=1, decoder_layers=5, residual_channels=16, skip_channels=16, render_residual=True,
-        classifier_layers=3, classifier_channels=16, classifier_context=2,
+        decoder_type="spectral", pool=160, latent_channels=8,
+        encoder=EncoderConfig(input="spectrum", blocks=1, layers=3, channels=16),
+        spectrum=SpectrumConfig(midi_low=36, bins=72),
+        frames=FrameConfig(blocks=1, layers=3, channels=16),
+        wavenet=WaveNetConfig(blocks=1, layers=5, residual_channels=16, skip_channels=16, residual=True),
+        classifier=ClassifierConfig(layers=3, channels=16, context=2),
     ), {"batch_size": 2, "crop": 3200, "render_batch_size": 2, "render_crop": 800, "confusion": "uniform",
         "timbre_augment": 15.0}),
 }  # fmt: skip
 
 
 def preset(name: str, domains: list[str], **overrides) -> ModelConfig:
-    """The model config of a preset for these domains (fields in overrides replace the preset's)."""
+    """The model config of a preset for these domains, settings in overrides (by path, e.g.
+    "encoder.channels", or a flat name of umt.config.FLAT_NAMES) over the preset's."""
     if name not in PRESETS:
         raise UserError(f"preset {name!r}: choose from {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(ModelConfig.__dataclass_fields__) - {"domains"})
+    unknown = sorted(key for key in overrides if key == "domains" or not is_setting(key))
     if unknown:
         raise UserError(f"no model setting named {', '.join(unknown)}")
-    cfg = ModelConfig.from_dict({**PRESETS[name].model.to_dict(), **overrides, "domains": list(domains)})
+    cfg = PRESETS[name].model.with_settings({**overrides, "domains": list(domains)})
     cfg.check()
     return cfg

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from umt.config import ModelConfig
 from umt.data.crops import CropDataset
 from umt.data.manifest import Manifest
 from umt.data.spectra import SpectralCrops, SpectrumStore
 from umt.errors import UserError
-from umt.model import UMT, ModelConfig
+from umt.model import UMT
 
 
 @dataclass(frozen=True)

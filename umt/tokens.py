@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from umt.checkpoint import load_lm_state, load_model_state, save_checkpoint
+from umt.config import ModelConfig
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
@@ -36,7 +37,7 @@ def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given
     a residual VQ of `codebooks` x `codebook_size` added, frames only (no renderer crops), the
     decoders frozen unless tune_decoders, TOKENIZER_RUN over the base's training and the
     options `given` over that."""
-    model = {"codebooks": codebooks, "codebook_size": codebook_size}
+    model = {"tokenizer.codebooks": codebooks, "tokenizer.codebook_size": codebook_size}
     return {
         **TOKENIZER_RUN,
         "render_batch_size": 0,
@@ -61,7 +62,7 @@ def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list
 
 def measure(translator: Translator, manifest: Manifest, split: str = "test") -> dict:
     """Pairwise mutual information and perplexity of the codebooks on a split's tokens."""
-    size = translator.model.cfg.codebook_size
+    size = translator.model.cfg.tokenizer.codebook_size
     return codebook_dependence(torch.cat(split_tokens(translator, manifest, split)), size)
 
 
@@ -205,9 +206,9 @@ def load_lm(state: dict) -> TokenLM:
     return lm.eval()
 
 
-def check_fits(lm: TokenLM, cfg) -> None:
+def check_fits(lm: TokenLM, cfg: ModelConfig) -> None:
     """Refuse a token LM trained on another tokenizer than the one of a model (its ModelConfig)."""
-    if (lm.cfg.codebooks, lm.cfg.codebook_size) != (cfg.codebooks, cfg.codebook_size):
+    if (lm.cfg.codebooks, lm.cfg.codebook_size) != (cfg.tokenizer.codebooks, cfg.tokenizer.codebook_size):
         raise UserError("the token LM was trained on another tokenizer than the model's")
 
 
@@ -244,6 +245,6 @@ def continue_prompt(
     # (pool samples) fewer, its last frame centred on the end. The continuation's audio starts
     # where the prompt's ends.
     latent = translator.from_tokens(torch.cat([prompt_codes, continuation]))
-    start = prompt_codes.shape[0] * cfg.latent_hop - (cfg.encoder_input == "spectrum") * cfg.pool
+    start = prompt_codes.shape[0] * cfg.latent_hop - (cfg.encoder.input == "spectrum") * cfg.pool
     audio = translator.decode([latent], [start + frames * cfg.latent_hop], domain, [f"generate:{seed}"])[0]
     return audio[start:], {"frames": frames, "lm_seconds": lm_seconds, "frames_per_second": frames / lm_seconds}

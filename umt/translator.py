@@ -120,12 +120,12 @@ class Translator:
         self.pool = cfg.pool
         self.chunk_frames = max(1, round(chunk_seconds * cfg.sample_rate / cfg.pool))
         # frames before each chunk: warm-up for the decoder's receptive field, then the crossfade frame
-        warmup = min(math.ceil(cfg.decoder_receptive_field / cfg.pool), self.chunk_frames // MAX_WARMUP_SHARE)
+        warmup = min(math.ceil(cfg.wavenet.receptive_field / cfg.pool), self.chunk_frames // MAX_WARMUP_SHARE)
         self.overlap = max(1, warmup) + 1
         # Two chunks sampled independently are uncorrelated where nothing locks their phase: a
         # WaveNet alone, or the residual beside an excitation. Those join with equal-power gains;
         # audio locked to the excitation (the same on both sides) joins linearly.
-        self.equal_power = cfg.render_residual or not cfg.spectral
+        self.equal_power = cfg.wavenet.residual or not cfg.spectral
         self.encode_frames = max(1, round(ENCODE_WINDOW_SECONDS * cfg.sample_rate / cfg.latent_hop))
         renderers = {d: model.decoders[d].renderer if cfg.spectral else model.decoders[d] for d in cfg.domains}
         self.packed = {d: PackedDecoder(r, cfg.pool, dtype) for d, r in renderers.items()}
@@ -136,7 +136,7 @@ class Translator:
         self.span_frames = self.batch_size * self.chunk_frames  # a long recording's span fills one batch
         with torch.no_grad():  # the conditioning of silence: the context before a recording starts
             self.silence = (
-                torch.zeros(cfg.spectrum_bins, device=device) if cfg.spectral  # every level at the floor
+                torch.zeros(cfg.spectrum.bins, device=device) if cfg.spectral  # every level at the floor
                 else model.encode(mu_law_encode(torch.zeros(1, cfg.pool, device=device)))[0, 0]
             )  # fmt: skip
 
@@ -188,7 +188,7 @@ class Translator:
     def _frame_per_sample(self, frames: torch.Tensor) -> torch.Tensor:
         """Frame-network output [F, bins] with the frame the excitation crossfades into at the end
         (a waveform encoder has one frame per pool samples: the last repeated)."""
-        if self.model.cfg.encoder_input != "spectrum":
+        if self.model.cfg.encoder.input != "spectrum":
             frames = torch.cat([frames, frames[-1:]])
         return frames
 
@@ -202,7 +202,7 @@ class Translator:
         zero-padded); over the spectrum one more, the frame centred on the end, in latent frames
         of latent_stride spectrum frames."""
         cfg, frames = self.model.cfg, -(-samples // self.pool)
-        return -(-(frames + 1) // cfg.latent_stride) if cfg.encoder_input == "spectrum" else frames
+        return -(-(frames + 1) // cfg.latent_stride) if cfg.encoder.input == "spectrum" else frames
 
     def spans(self, samples: int) -> list[Span]:
         """The spans a recording of `samples` samples is rendered in, in order."""
@@ -214,7 +214,7 @@ class Translator:
             last = min(frames, first + self.span_frames)
             if cfg.spectral:  # levels first - overlap .. last, from the latent around them
                 s = cfg.latent_stride
-                margin = math.ceil(cfg.frame_receptive_field / 2 / s) + 1
+                margin = math.ceil(cfg.frames.receptive_field / 2 / s) + 1
                 lo, hi = (first - self.overlap) // s - margin, -(-(last + 1) // s) + margin
             else:  # the latent is the conditioning
                 lo, hi = first - self.overlap, last
@@ -315,7 +315,7 @@ class Translator:
             levels, scale = self.model.decoders[domain].spectrum_and_flutter(latent[None])
             at = span.lo * cfg.latent_stride  # the frame levels[0] stands for
             whole = [levels[0].float()] + ([] if scale is None else [scale[0]])
-            if cfg.encoder_input != "spectrum" and span.hi == self.latent_frames(track.samples):
+            if cfg.encoder.input != "spectrum" and span.hi == self.latent_frames(track.samples):
                 whole = [self._frame_per_sample(x) for x in whole]
             lo, hi = max(a, at), min(b, frames + 1, at + whole[0].shape[0])
             window = [x.new_zeros(b - a, x.shape[1]) for x in whole]
@@ -335,7 +335,7 @@ class Translator:
     def _flutter_draw(self, domain: str, key: str, first: int, last: int) -> torch.Tensor:
         """The flutter draws (spectral.flutter_draw) of frames first .. last - 1, a block of
         FLUTTER_BLOCK frames from each seed, so that they do not depend on the spans."""
-        bins = self.model.cfg.spectrum_bins
+        bins = self.model.cfg.spectrum.bins
         blocks = range(first // FLUTTER_BLOCK, -(-last // FLUTTER_BLOCK))
         draws = [spectral.flutter_draw(FLUTTER_BLOCK, bins, torch.Generator().manual_seed(
             _chunk_seed(self.seed, domain, key, f"flutter {block}"))) for block in blocks]  # fmt: skip
@@ -363,7 +363,7 @@ class Translator:
             track.pending = None if final else rendered[-p:].copy()
             audio = rendered[(start - first + 1) * p : (stop - first + 1) * p]
             if (
-                self.model.cfg.render_residual
+                self.model.cfg.wavenet.residual
             ):  # the excitation runs unbroken over the whole recording: added after the joins
                 with torch.no_grad():
                     audio = self.model.waveform(torch.from_numpy(audio), oscillators.summed(start, stop).cpu()).numpy()

@@ -11,6 +11,6 @@ if [ -f "$run/last.pt" ]; then
   OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --resume
 else
   git show "$PREVIOUS_DEFAULT:umt/assets/default.pt" > "$W/previous-default.pt"
-  OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from "$W/previous-default.pt" --model-set spectrum_flutter=true \
+  OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from "$W/previous-default.pt" --model-set frames.flutter=true \
     --render-batch-size 0 --steps 1000 --val-items 16 --precision fp32
 fi

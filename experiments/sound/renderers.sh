@@ -8,8 +8,8 @@
 source "$(dirname "$0")/common.sh"
 declare -A VARIANT=(
   [mulaw8]=""                                                   # the paper's output, targets quantised once
-  [mulaw10]="--model-set mulaw_bits=10"
-  [logistic]="--model-set sample_output=logistic"                # 10 logistics over the 16-bit value
+  [mulaw10]="--model-set wavenet.mulaw_bits=10"
+  [logistic]="--model-set wavenet.output=logistic"                # 10 logistics over the 16-bit value
 )
 STEPS=${STEPS:-3000}
 for name in "${@:-mulaw8 logistic mulaw10}"; do

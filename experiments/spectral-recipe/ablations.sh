@@ -10,13 +10,13 @@ bash $D/renderers.sh
 no_chroma=(--chroma-weight 0)
 declare -A ROW=(
   # section 5: where the timbre was lost (5,000 steps for the first default's row)
-  [maximize]="--confusion maximize --timbre-augment 0 --model-set classifier_context=0"
-  [uniform]="--timbre-augment 0 --model-set classifier_context=0"
-  [timbre]="--model-set classifier_context=0"
+  [maximize]="--confusion maximize --timbre-augment 0 --model-set classifier.context=0"
+  [uniform]="--timbre-augment 0 --model-set classifier.context=0"
+  [timbre]="--model-set classifier.context=0"
   [context]=""                                 # + classifier_context 6: the preset without the chroma term
   [confusion0005]="--confusion-weight 0.005"
   [confusion002]="--confusion-weight 0.02"
-  [context3]="--model-set classifier_context=3"
+  [context3]="--model-set classifier.context=3"
   [stride5]="--model-set latent_stride=5"
   [stride2]="--model-set latent_stride=2"
 )

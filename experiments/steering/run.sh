@@ -4,7 +4,9 @@
 # (sweep.py), then the tables and the figure (report.py) into docs/steering/.
 #   experiments/steering/run.sh [TRAIT ...]      (default: articulation register density)
 # Env: MODEL (the shipped one), PIECES (per source domain, 6), RENDERER (wavenet; sines for a
-# quick look). Each step keeps what is done. Hours on one core with the WaveNet renderers.
+# quick look), FIGURES (where the figure goes, docs/steering). Each step keeps what is done.
+# Hours on one core with the WaveNet renderers; `UMT_WORK=/tmp/s PIECES=2 RENDERER=sines
+# experiments/steering/run.sh register` took 25 minutes beside other work.
 source "$(dirname "$0")/../sound/common.sh"
 MODEL=${MODEL:-umt/assets/default.pt}
 T=$W/traits
@@ -22,4 +24,4 @@ for trait in "${@:-articulation register density}"; do
     done
   done
 done
-$PY experiments/steering/report.py "$T/sweeps" docs/steering
+$PY experiments/steering/report.py "$T/sweeps" "${FIGURES:-docs/steering}"

@@ -51,7 +51,13 @@ def run_train(args: argparse.Namespace) -> int:
     translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
     model_cfg = translator.model.cfg
     cfg = LMConfig(
-        model_cfg.codebooks, model_cfg.codebook_size, args.mode, args.layers, args.heads, args.dim, args.context
+        model_cfg.tokenizer.codebooks,
+        model_cfg.tokenizer.codebook_size,
+        args.mode,
+        args.layers,
+        args.heads,
+        args.dim,
+        args.context,
     )
     cfg.check()
     scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,

@@ -87,7 +87,7 @@ def add(commands) -> None:
     p.add_argument(
         "--model-set", action="append", metavar="NAME=VALUE", dest="model_overrides",
         help="a model setting over the preset's for a new run, e.g. --model-set latent_channels=16 (repeatable; "
-        "the names are umt.model.ModelConfig's fields)",
+        "the names: umt/config.py, e.g. encoder.channels, wavenet.output, frames.flutter)",
     )  # fmt: skip
     p.add_argument(
         "--loss-weight", action="append", metavar="KIND=W", dest="loss_weights",
@@ -106,8 +106,8 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from umt.config import parse_settings
     from umt.losses import parse_weights
-    from umt.model import parse_settings
     from umt.training.config import TrainConfig
     from umt.training.loop import train
 

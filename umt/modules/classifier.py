@@ -10,7 +10,7 @@ from torch import nn
 from umt.modules.layers import ResidualStack
 
 if TYPE_CHECKING:
-    from umt.model import ModelConfig
+    from umt.config import ModelConfig
 
 
 class DomainClassifier(nn.Module):
@@ -21,16 +21,16 @@ class DomainClassifier(nn.Module):
         super().__init__()
         width = cfg.latent_channels
         self.context = None
-        if cfg.classifier_context:
+        if cfg.classifier.context:
             self.context = nn.Sequential(
-                nn.Linear(width, cfg.classifier_channels),
-                ResidualStack(cfg.classifier_channels, 1, cfg.classifier_context),
+                nn.Linear(width, cfg.classifier.channels),
+                ResidualStack(cfg.classifier.channels, 1, cfg.classifier.context),
             )
-            width = cfg.classifier_channels
+            width = cfg.classifier.channels
         layers: list[nn.Module] = []
-        for _ in range(cfg.classifier_layers - 1):
-            layers += [nn.Linear(width, cfg.classifier_channels), nn.ELU()]
-            width = cfg.classifier_channels
+        for _ in range(cfg.classifier.layers - 1):
+            layers += [nn.Linear(width, cfg.classifier.channels), nn.ELU()]
+            width = cfg.classifier.channels
         layers.append(nn.Linear(width, len(cfg.domains)))
         self.net = nn.Sequential(*layers)
 

@@ -10,7 +10,7 @@ from torch import nn
 from umt.modules.layers import ResidualStack, taps
 
 if TYPE_CHECKING:
-    from umt.model import ModelConfig
+    from umt.config import ModelConfig
 
 
 class Encoder(nn.Module):
@@ -22,11 +22,11 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        ch = cfg.encoder_channels
-        spectrum = cfg.encoder_input == "spectrum"
+        ch = cfg.encoder.channels
+        spectrum = cfg.encoder.input == "spectrum"
         self.pool = cfg.latent_stride if spectrum else cfg.pool
-        self.input = nn.Linear(3 * (cfg.spectrum_bins if spectrum else 1), ch)
-        self.stack = ResidualStack(ch, cfg.encoder_blocks, cfg.encoder_layers)
+        self.input = nn.Linear(3 * (cfg.spectrum.bins if spectrum else 1), ch)
+        self.stack = ResidualStack(ch, cfg.encoder.blocks, cfg.encoder.layers)
         self.to_latent = nn.Linear(ch, cfg.latent_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

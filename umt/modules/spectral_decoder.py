@@ -15,7 +15,7 @@ from umt.modules.wavenet import Decoder
 from umt.outputs import sample_output
 
 if TYPE_CHECKING:
-    from umt.model import ModelConfig
+    from umt.config import ModelConfig
 
 
 FLUTTER_LOG_SCALE = (math.log(1e-4), 0.0)  # a flutter scale between 0.008 dB and a whole level unit (80 dB)
@@ -36,16 +36,16 @@ class SpectralDecoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        ch = cfg.frame_channels
+        ch = cfg.frames.channels
         self.frames_in = nn.Linear(3 * cfg.latent_channels, ch)
-        self.frames = ResidualStack(ch, cfg.frame_blocks, cfg.frame_layers)
-        self.frames_out = nn.Linear(ch, cfg.spectrum_bins)
-        self.flutter_out = nn.Linear(ch, cfg.spectrum_bins) if cfg.spectrum_flutter else None
+        self.frames = ResidualStack(ch, cfg.frames.blocks, cfg.frames.layers)
+        self.frames_out = nn.Linear(ch, cfg.spectrum.bins)
+        self.flutter_out = nn.Linear(ch, cfg.spectrum.bins) if cfg.frames.flutter else None
         if self.flutter_out is not None:  # start near the benchmark's typical flutter (0.03 levels, 2.4 dB)
             nn.init.constant_(self.flutter_out.bias, math.log(0.03))
-        output = sample_output(cfg.sample_output, cfg.mulaw_bits, cfg.mixtures)
+        output = sample_output(cfg.wavenet.output, cfg.wavenet.mulaw_bits, cfg.wavenet.mixtures)
         self.renderer = Decoder(
-            cfg, condition_channels=cfg.spectrum_bins, excitation_channels=cfg.excitation_bands, output=output
+            cfg, condition_channels=cfg.spectrum.bins, excitation_channels=cfg.spectrum.bands, output=output
         )
         self.stride = cfg.latent_stride
 

@@ -14,7 +14,7 @@ from umt.modules.layers import add_per_frame, dilations, taps
 from umt.outputs import MuLaw, SampleOutput
 
 if TYPE_CHECKING:
-    from umt.model import ModelConfig
+    from umt.config import ModelConfig
 
 
 class WaveNetLayer(nn.Module):
@@ -47,10 +47,10 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig, condition_channels: int | None = None, excitation_channels: int = 0,
                  output: SampleOutput | None = None):  # fmt: skip
         super().__init__()
-        r, s = cfg.residual_channels, cfg.skip_channels
+        r, s = cfg.wavenet.residual_channels, cfg.wavenet.skip_channels
         self.residual_channels, self.skip_channels = r, s
         self.output = output or MuLaw()
-        self.dilations = dilations(cfg.decoder_blocks, cfg.decoder_layers)
+        self.dilations = dilations(cfg.wavenet.blocks, cfg.wavenet.layers)
         self.embed = self.output.embedding(r)
         # A sample-rate input added to the embedding of the previous sample (the excitation at t).
         self.excite = nn.Linear(excitation_channels, r, bias=False) if excitation_channels else None

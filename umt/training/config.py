@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from umt.checkpoint import load_checkpoint, load_model_state
+from umt.config import ModelConfig, canonical, settings_of
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.losses import CONFUSIONS, WEIGHTS
-from umt.model import UMT, ModelConfig
+from umt.model import UMT
 from umt.modules.classifier import DomainClassifier
 from umt.presets import PRESETS, preset
 from umt.recipes import Crops, recipe
@@ -50,7 +51,7 @@ class TrainConfig:
     # (`umt tokenizer train` without --tune-decoders), so the model translates as before
     freeze_decoders: bool = False
     # only the frame networks' flutter heads train, all else keeps its weights (set by
-    # `--from BASE --model-set spectrum_flutter=true` on a base without them: the model then
+    # `--from BASE --model-set frames.flutter=true` on a base without them: the model then
     # translates as before, plus flutter, and its tokenizer and token LMs stay valid)
     flutter_only: bool = False
     # the independence loss between a tokenizer's codebooks (loss weight "mmd") compares them at
@@ -89,7 +90,7 @@ class TrainConfig:
         for name in ("timbre_augment", "workers", "keep_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
-        if self.freeze_decoders and not (self.freeze_encoder and cfg.codebooks):
+        if self.freeze_decoders and not (self.freeze_encoder and cfg.tokenizer.codebooks):
             raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
         recipe(cfg).check(self.crops)
 
@@ -133,12 +134,9 @@ class Run:
     best_val: float = math.inf
 
 
-TOKENIZER_FIELDS = ("codebooks", "codebook_size")
-
-
-# ModelConfig fields a fine-tuning run (--from) may set: a new tokenizer, or flutter heads
-# beside the frame networks (the new layers start untrained, everything else from the base)
-FINE_TUNE_FIELDS = (*TOKENIZER_FIELDS, "spectrum_flutter")
+# model settings a fine-tuning run (--from) may set: a new tokenizer, or flutter heads beside
+# the frame networks (the new layers start untrained, everything else from the base)
+FINE_TUNE_SETTINGS = ("tokenizer.codebooks", "tokenizer.codebook_size", "frames.flutter")
 
 
 def build_run(
@@ -212,11 +210,11 @@ def plan_run(
 
     Returns (config, train config, trainable domains, state to resume, base weights to start from).
     """
-    overrides = options.get("model_overrides") or {}
+    overrides = {canonical(name): value for name, value in (options.get("model_overrides") or {}).items()}
     if (resume or add_domain) and overrides:
         raise UserError("--model-set applies to a new run (a resumed or extended model keeps its own settings)")
-    if base is not None and not add_domain and set(overrides) - set(FINE_TUNE_FIELDS):
-        raise UserError(f"--from: only {', '.join(FINE_TUNE_FIELDS)} can change on a trained model")
+    if base is not None and not add_domain and set(overrides) - set(FINE_TUNE_SETTINGS):
+        raise UserError(f"--from: only {', '.join(FINE_TUNE_SETTINGS)} can change on a trained model")
     state = run_state(out, resume, load_checkpoint)
     if state is not None:
         tcfg = TrainConfig.layered(state["train"], options)
@@ -233,13 +231,13 @@ def plan_run(
         return cfg, tcfg, [add_domain], None, base_state
     if base is not None:  # fine-tune every decoder of the base model on its frozen encoder
         base_state = load_model_state(base)
-        cfg = ModelConfig.from_dict({**base_state["config"], **overrides})
+        cfg = ModelConfig.from_dict(base_state["config"]).with_settings(overrides)
         missing = [d for d in cfg.domains if d not in manifest.domains]
         if missing:
             raise UserError(
                 f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})"
             )
-        adds_flutter = cfg.spectrum_flutter and not base_state["config"].get("spectrum_flutter", False)
+        adds_flutter = cfg.frames.flutter and not ModelConfig.from_dict(base_state["config"]).frames.flutter
         tcfg = TrainConfig.layered(_base_training(base_state, cfg), {"steps": TrainConfig.steps}, options,
                                    {"freeze_encoder": True, "flutter_only": adds_flutter})  # fmt: skip
         return cfg, tcfg, list(cfg.domains), None, base_state
@@ -253,9 +251,9 @@ def _base_training(base_state: dict, cfg: ModelConfig) -> dict:
     checkpoint that does not record them, those of the preset its config is (else of its kind)."""
     if base_state.get("train"):
         return base_state["train"]
-    stored = {k: v for k, v in base_state["config"].items() if k not in FINE_TUNE_FIELDS}
+    stored = {k: v for k, v in settings_of(base_state["config"]).items() if k not in FINE_TUNE_SETTINGS}
     for name in PRESETS:
-        config = preset(name, cfg.domains).to_dict()
+        config = settings_of(preset(name, cfg.domains).to_dict())
         if config == {**config, **stored}:  # every setting the base stores is the preset's
             return {"preset": name, **PRESETS[name].training}
     name = "spectral" if cfg.spectral else "small"
