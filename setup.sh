@@ -13,3 +13,9 @@ pip install --no-deps tinysoundfont
 pip install -e '.[dev]'
 # after umt, so that pip's resolver never acts on its declared tensorflow (see pyproject.toml)
 pip install --no-deps basic-pitch==0.4.0
+# the page's browser test drives Debian's chromium (Playwright's own browser download is not
+# used): installed here where this runs as root with apt, else that one test is skipped
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
+    apt-get install -y -q chromium >/dev/null 2>&1; }) || echo "setup.sh: chromium not installed; the browser test will be skipped"
+fi

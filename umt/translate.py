@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,8 +142,10 @@ def convert(
     overwrite: bool = False,
     sample_rate: int | None = None,
     zero_nonfinite: bool = False,
+    listener: Callable[[float], None] | None = None,
 ) -> Report:
-    """Translate every job into every domain (outputs at sample_rate, default the model's).
+    """Translate every job into every domain (outputs at sample_rate, default the model's);
+    `listener`, if given, hears the share of the samples generated so far (0..1) as it grows.
 
     A recording is read, rendered and written a span at a time (Translator.spans), so memory
     does not grow with its length; several short ones share each span's decoding batch."""
@@ -156,12 +159,18 @@ def convert(
             todo.append((job, missing))
 
     claims = Claims(out)
-    sizes = [_estimated_samples(job.source, rate) for job, _ in todo]  # read once: the progress total and the batching
+    sizes = [estimated_samples(job.source, rate) for job, _ in todo]  # read once: the progress total and the batching
     samples = sum(size * len(missing) for size, (_, missing) in zip(sizes, todo))
     with (
         Progress(len(todo), "files", "file") as files,
         Progress(samples, "generating", "sample", position=1) as generated,
     ):
+
+        def on_samples(n: int) -> None:
+            generated.update(n)
+            if listener is not None:
+                listener(min(1.0, generated.done / max(samples, 1)))
+
         for group in _groups(todo, sizes, translator):
             with contextlib.ExitStack() as stack:
                 stack.callback(claims.release_all)
@@ -185,7 +194,7 @@ def convert(
                             continue
                         rendered = translator.render(
                             [e.tracks[domain] for e in wanted], [e.spans[r] for e in wanted],
-                            [e.latent for e in wanted], domain, generated.update,
+                            [e.latent for e in wanted], domain, on_samples,
                         )  # fmt: skip
                         for e, audio in zip(wanted, rendered):
                             e.write(domain, audio, sample_rate or rate, r == len(e.spans) - 1)
@@ -308,7 +317,8 @@ def _groups(todo: list, sizes: list[int], translator: Translator):
         yield group
 
 
-def _estimated_samples(path: Path, rate: int) -> int:
+def estimated_samples(path: Path, rate: int) -> int:
+    """A file's length in samples at `rate`, from its header without decoding it (0: unknown)."""
     import soundfile as sf
 
     if not path.is_file():  # a fifo would block; a dangling link is reported when it is loaded

@@ -1,7 +1,8 @@
 """The subcommands of `umt`, in the order `umt --help` lists them: data, training, translation,
-evaluation, sharing, tokens, steering."""
+evaluation, sharing, tokens, steering, the page."""
 
 from umt.commands import (
+    app,
     evaluate,
     export,
     generate,
@@ -15,4 +16,4 @@ from umt.commands import (
     translate,
 )
 
-COMMANDS = [prepare, make_bench, train, translate, judge, evaluate, export, tokenizer, lm, generate, probe]
+COMMANDS = [prepare, make_bench, train, translate, judge, evaluate, export, tokenizer, lm, generate, probe, app]
