@@ -129,3 +129,28 @@ def test_bad_flags_get_one_line(tmp_path: Path, capsys):
                          (["--probes", str(tmp_path / "none")], "not a folder")):  # fmt: skip
         assert main(["app", *argv]) == 2
         assert reason in capsys.readouterr().err
+
+
+def test_steering_from_the_page_changes_the_translation(tiny_spectral_checkpoint: Path, tmp_path: Path):
+    from umt.app import Options, Studio
+    from umt.checkpoint import load_model
+    from umt.errors import UserError
+    from umt.steering import Probe, frame_sites, save_probes
+
+    width = load_model(tiny_spectral_checkpoint).cfg.frames.channels
+    site = frame_sites(load_model(tiny_spectral_checkpoint), "high")[0].name
+    probe = Probe(site, torch.ones(width), 0.0, spread=1.0, accuracy=0.9)
+    (tmp_path / "probes").mkdir()
+    save_probes(tmp_path / "probes" / "bright.pt", "bright", [probe], str(tiny_spectral_checkpoint))
+    studio = Studio(tiny_spectral_checkpoint, tmp_path / "work", torch.device("cpu"), 30.0, tmp_path / "probes")
+    assert list(studio.probes) == ["bright"]
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    plain, _ = studio.translate(str(tmp_path / "tone.wav"), ["high"], Options(renderer="sines"), "tab")
+    steered, _ = studio.translate(
+        str(tmp_path / "tone.wav"), ["high"], Options("sines", trait="bright", alpha=8), "tab"
+    )
+    a, b = sf.read(plain["high"])[0], sf.read(steered["high"])[0]
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-3  # the nudge reached the frame network's output
+    with pytest.raises(UserError, match="no probe 'dark'"):
+        studio.translate(str(tmp_path / "tone.wav"), ["high"], Options("sines", trait="dark"), "tab")
