@@ -141,7 +141,7 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> ModelConfig:
         """A config from a checkpoint's dict, nested or (saved before the nesting) flat; names it
         does not know are left out (a newer checkpoint's)."""
-        return cls().with_settings({name: value for name, value in _paths(data).items() if is_setting(name)})
+        return cls().with_settings(settings_of(data))
 
     def to_dict(self) -> dict:
         return asdict(self)

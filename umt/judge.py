@@ -128,6 +128,7 @@ class RealCrops:
         return np.stack(crops)
 
 
+JUDGE_CHECKPOINT_EVERY = 100  # steps between saves of a judge run's last.pt
 JUDGE_RUN = "umt-judge-run"  # the kind of a judge's last.pt (the finished judge is judge.pt, "umt-judge")
 
 
@@ -225,9 +226,6 @@ class JudgeSolver(Solver):
 
     def close(self) -> None:
         self.progress.close()
-
-
-JUDGE_CHECKPOINT_EVERY = 100  # steps between saves of a judge run's last.pt
 
 
 def score_judge(judge: Judge, manifest: Manifest, split: str, clips: int, seed: int) -> dict:

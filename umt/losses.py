@@ -135,5 +135,5 @@ def weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> t
     for name, value in terms.items():
         weight = weights[kind(name)]
         if weight:
-            total = total + (value if weight == 1 else weight * value)
+            total = total + weight * value  # weight 1 multiplies exactly: the sum is the old unweighted one
     return total

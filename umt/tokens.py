@@ -128,7 +128,7 @@ def train_lm(
             f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs"
         )
     torch.manual_seed(seed)
-    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every)
+    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every, batch)
     if state is not None:
         solver.restore(state)
     train_files = split_tokens(translator, manifest, "train")
@@ -153,9 +153,9 @@ def train_lm(
 class LMSolver(Solver):
     """The token LM's training: AdamW on the NLL of random windows; last.pt at each validation."""
 
-    def __init__(self, lm: TokenLM, out: Path, steps: int, lr: float, val_every: int):
+    def __init__(self, lm: TokenLM, out: Path, steps: int, lr: float, val_every: int, batch: int):
         super().__init__(out, steps, checkpoint_every=val_every, val_every=val_every)
-        self.lm, self.device = lm, next(lm.parameters()).device
+        self.lm, self.device, self.batch = lm, next(lm.parameters()).device, batch
         self.optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
         self.val_files: list[torch.Tensor] = []
         self.progress: Progress | None = None  # set when it starts: the steps left
@@ -180,7 +180,7 @@ class LMSolver(Solver):
         self.progress.update()
 
     def validate(self) -> float:
-        val = nll_bits(self.lm, self.val_files, 16, self.device)
+        val = nll_bits(self.lm, self.val_files, self.batch, self.device)
         rate = self.val_every / (time.perf_counter() - self.tic)
         self.line(
             f"step {self.step}: train {self.loss / math.log(2):.3f} bits/frame, val {val:.3f} ({rate:.1f} steps/s)"
