@@ -13,6 +13,7 @@ from umt.judge import RealCrops, load_judge, train_judge
 from umt.measures import (
     add_noise,
     chroma_similarity,
+    envelope_correlation,
     lsd,
     mr_stft_distance,
     noise_floor_db,
@@ -57,6 +58,16 @@ def test_fidelity_measures_score_a_clean_signal_above_the_same_signal_with_noise
     assert lsd(clean, clean, 16000) == 0.0 and mr_stft_distance(clean, clean) == 0.0
     assert 0 < lsd(noisy, clean, 16000) < lsd(add_noise(clean, -20.0), clean, 16000)
     assert 0 < mr_stft_distance(noisy, clean) < mr_stft_distance(add_noise(clean, -20.0), clean)
+
+
+def test_envelope_correlation_hears_strikes_against_held_notes_and_ignores_noise_and_level():
+    t = np.arange(32000) / 16000.0
+    strikes = (np.sin(2 * np.pi * 330 * t) * np.exp(-5 * (t % 0.5))).astype(np.float32)  # a note struck every 0.5 s
+    held = (np.sin(2 * np.pi * 330 * t) * np.where(t % 0.5 < 0.45, 0.5, 0.0)).astype(np.float32)  # organ-like
+    assert envelope_correlation(strikes, strikes) == pytest.approx(1.0)
+    assert envelope_correlation(0.1 * add_noise(strikes, -40.0), strikes) > 0.95  # loudness and hiss aside
+    assert envelope_correlation(held, strikes) < 0.5
+    assert envelope_correlation(np.zeros(32000, np.float32), strikes) is None  # silence: no dynamics at all
 
 
 def test_basic_pitch_transcribes_offline_and_onset_f1_matches_notes():
@@ -199,6 +210,7 @@ def test_evaluate_on_a_paired_corpus(tiny_checkpoint: Path, paired_corpus: Path,
     assert metrics["spectrum_l1"] is None  # a WaveNet decoder predicts no spectrum
     other = metrics["can_fail"]["same notes, another instrument"]  # here: two octaves away
     assert other["lsd"] > metrics["can_fail"]["real audio (against itself)"]["lsd"] == 0.0
+    assert metrics["can_fail"]["real audio (against itself)"]["envelope_correlation"] == pytest.approx(1.0)
     assert metrics["split"] == "test" and metrics["latent"] == "continuous"
     # settings are chosen on the val split: its pieces, with their own ground truth
     assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(paired_corpus), "--out", str(tmp_path / "val"),

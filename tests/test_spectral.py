@@ -252,6 +252,16 @@ def test_the_flutter_head_learns_the_size_of_its_targets_flutter():
     assert scale.mean().item() == pytest.approx(target, rel=0.25)
 
 
+def test_the_flutter_term_trains_its_head_and_leaves_the_trunk_to_the_levels():
+    model = tiny_spectral(spectrum_flutter=True)
+    batch = spectral_batch(model)
+    del batch["audio"]
+    losses.terms(model(batch, ["a"]))["flutter/a"].backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if n.startswith("decoders.a.")}
+    assert grads["decoders.a.flutter_out.weight"].abs().sum() > 0
+    assert all(g is None for n, g in grads.items() if ".flutter_out." not in n)
+
+
 def test_flutter_heads_are_added_to_a_trained_model_alone_and_drawn_in_translation(
     two_domains, tiny_spectral_checkpoint, tmp_path
 ):

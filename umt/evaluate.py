@@ -124,6 +124,9 @@ class Scorer:
             row["lsd"] = mean_of(measures.lsd(a, r.audio, rate) for a, r in zip(audio, references))
             row["mr_stft"] = mean_of(measures.mr_stft_distance(a, r.audio) for a, r in zip(audio, references))
             row["logmel_l1"] = mean_of(self._log_mel_l1(a, r.audio) for a, r in zip(audio, references))
+            row["envelope_correlation"] = mean_of(
+                measures.envelope_correlation(a, r.audio) for a, r in zip(audio, references)
+            )
         if self.judge is not None:
             row["target_accuracy"] = float(np.mean(self.judge.classify(audio) == self.judge.cfg.domains.index(target)))
         return row

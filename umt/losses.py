@@ -12,8 +12,11 @@ The kinds:
   commitment  a tokenizer's distance from its input to its quantisation
   translation_chroma  1 - chroma cosine between a crop and its translation into another domain
   confusion   the encoder's term against the domain classifier (negative: it rewards confusion)
+  realism     how far the target domain's critic finds translated spectra from real ones
+              (umt.modules.critic; least squares)
   mmd         the dependence between a tokenizer's codebooks (Lemercier et al., 2024)
-The domain classifier's own loss (classifier_ce) has its own optimiser and no weight.
+The domain classifier's own loss (classifier_ce) and the critics' (critic) have their own
+optimisers and no weight.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ WEIGHTS: dict[str, float] = {
     "translation_chroma": 0.0,  # off: reconstruction alone never trains the translation path
     "confusion": 0.01,  # the paper's lambda
     "mmd": 0.0,  # measured and logged whenever there is a tokenizer; a loss when weighted
+    "realism": 0.0,  # off: a critic per domain trains only when it counts
 }
 
 CONFUSIONS = ("maximize", "uniform")
@@ -65,10 +69,20 @@ def flutter_nll(levels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (spectral.flutter(levels).abs() / scale + scale.log()).mean()
 
 
-def translation_chroma(translations: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Mean chroma distance (umt.spectral.chroma_distance) over pairs of (a translation's
+def translation_chroma(translations: list[tuple[str, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Mean chroma distance (umt.spectral.chroma_distance) over (target domain, a translation's
     predicted levels, its source's real levels): how far translations stray from the notes."""
-    return sum(spectral.chroma_distance(predicted, levels) for predicted, levels in translations) / len(translations)
+    return sum(spectral.chroma_distance(predicted, levels) for _, predicted, levels in translations) / len(translations)
+
+
+def critic(real: torch.Tensor, translated: torch.Tensor) -> torch.Tensor:
+    """A critic's least-squares loss on its scores of real and of (detached) translated spectra."""
+    return (real.float() - 1).pow(2).mean() + translated.float().pow(2).mean()
+
+
+def realism(scores: torch.Tensor) -> torch.Tensor:
+    """The translation path's least-squares term: a fixed critic's scores of translations, against real (1)."""
+    return (scores.float() - 1).pow(2).mean()
 
 
 def classifier_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

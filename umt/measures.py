@@ -15,6 +15,10 @@ Sound:
     the difference, averaged over frames.
   - mr_stft_distance: multi-resolution STFT distance (spectral convergence plus log-magnitude L1,
     averaged over three resolutions), as the vocoder literature trains and scores with.
+Envelopes:
+  - envelope_correlation: Pearson correlation of the two clips' loudness envelopes (RMS in dB per
+    16 ms, the quietest 50 dB below the loudest): a piano's strike-and-decay at every note against
+    an organ's held level. It ignores level and timbre, so it fails on other dynamics only.
 Every measure takes mono float32 numpy clips at `rate`; a measure of two clips compares their
 common length.
 """
@@ -37,6 +41,8 @@ NOISE_FLOOR_FFT, NOISE_FLOOR_HOP = 2048, 512
 SOUNDING_DB = 40  # frames within this many dB of the clip's loudest frame count for the noise floor
 ONSET_TOLERANCE = 0.05  # seconds
 MR_STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop)
+ENVELOPE_FRAME, ENVELOPE_HOP = 1024, 256
+ENVELOPE_RANGE_DB = 50
 
 
 def common(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +186,27 @@ def mr_stft_distance(audio: np.ndarray, reference: np.ndarray) -> float:
         log_l1 = np.mean(np.abs(np.log(np.maximum(ma, 1e-5)) - np.log(np.maximum(mb, 1e-5))))
         total += convergence + log_l1
     return float(total / len(MR_STFT_RESOLUTIONS))
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+def loudness_envelope(audio: np.ndarray) -> np.ndarray:
+    """RMS per frame (1024 samples, hop 256) in dB, floored ENVELOPE_RANGE_DB below the loudest frame."""
+    import librosa
+
+    rms = librosa.feature.rms(y=audio.astype(np.float32), frame_length=ENVELOPE_FRAME, hop_length=ENVELOPE_HOP)[0]
+    db = 20 * np.log10(np.maximum(rms, 1e-8))
+    return np.maximum(db, db.max() - ENVELOPE_RANGE_DB)
+
+
+def envelope_correlation(audio: np.ndarray, reference: np.ndarray) -> float | None:
+    """Pearson correlation of the loudness envelopes of two clips over their common length
+    (None where either envelope is flat: no dynamics to compare)."""
+    a, b = (loudness_envelope(x) for x in common(audio, reference))
+    if a.std() < 1e-6 or b.std() < 1e-6:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def add_noise(audio: np.ndarray, db: float, seed: int = 0) -> np.ndarray:

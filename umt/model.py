@@ -42,15 +42,15 @@ class Predictions:
     renders: per domain, a WaveNet's teacher-forced output: (its SampleOutput, the output's
             parameters, the targets as that output codes them);
     spectra: per domain, a frame network's (predicted levels, flutter scale or None, real levels);
-    translations: when asked for, (the levels another domain's frame network predicts of a
-            domain's crops, the crops' real levels), one pair per domain.
+    translations: when asked for, (another domain, the levels its frame network predicts of a
+            domain's crops, the crops' real levels), one per domain.
     """
 
     latent: torch.Tensor | None = None
     tokens: QuantizedResult | None = None
     renders: dict[str, tuple[SampleOutput, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     spectra: dict[str, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(default_factory=dict)
-    translations: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    translations: list[tuple[str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 class UMT(nn.Module):
@@ -93,9 +93,10 @@ class UMT(nn.Module):
         """Mu-law codes [B, T] -> latent [B, frames, C] (T / pool frames; T / pool + 1 over the spectrum)."""
         return self.latent(self.encoder_input(mu_law_decode(codes)))
 
-    def quantize(self, latent: torch.Tensor) -> tuple[torch.Tensor, QuantizedResult | None]:
-        """What the decoders read of a latent [B, F, C]: through the tokenizer if there is one."""
-        if self.tokenizer is None:
+    def quantize(self, latent: torch.Tensor, tokens: bool = True) -> tuple[torch.Tensor, QuantizedResult | None]:
+        """What the decoders read of a latent [B, F, C]: through the tokenizer if there is one
+        (and `tokens`)."""
+        if self.tokenizer is None or not tokens:
             return latent, None
         tokens = self.tokenizer(latent)
         return tokens.latent, tokens
@@ -121,7 +122,9 @@ class UMT(nn.Module):
             audio = (audio + excitation.to(audio.device)).clamp(-1.0, 1.0)
         return audio
 
-    def forward(self, batch: dict[str, torch.Tensor], domains: list[str], translate: bool = False) -> Predictions:
+    def forward(
+        self, batch: dict[str, torch.Tensor], domains: list[str], translate: bool = False, quantized: bool = True
+    ) -> Predictions:
         """Reconstruct a batch of each of `domains` through its own decoder (teacher forcing).
 
         Every tensor of `batch` is [D, B, ...], row d from domains[d]:
@@ -133,10 +136,12 @@ class UMT(nn.Module):
             given_amplitude and given_phase: another excitation to condition on (validation).
         translate (spectral, several domains): also translate each domain's crops into another
         domain, the same random one for all (a shift of the domain list).
+        quantized: the decoders read the latent through the tokenizer, if there is one (False:
+        the latent itself, as translation reads it without --tokens).
         """
         if not self.cfg.spectral:
             n_domains, batch_size, t = batch["targets"].shape
-            latent, tokens = self.quantize(self.encode(batch["inputs"].reshape(n_domains * batch_size, t)))
+            latent, tokens = self.quantize(self.encode(batch["inputs"].reshape(n_domains * batch_size, t)), quantized)
             out = Predictions(latent, tokens)
             per_domain = latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
@@ -147,7 +152,7 @@ class UMT(nn.Module):
         out = Predictions()
         if "levels" in batch:
             n_domains, batch_size, frames = batch["levels"].shape[:3]
-            out.latent, out.tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)))
+            out.latent, out.tokens = self.quantize(self.latent(batch["levels_in"].flatten(0, 1)), quantized)
             per_domain = out.latent.unflatten(0, (n_domains, batch_size))
             for d, name in enumerate(domains):
                 predicted, scale = self.decoders[name].spectrum_and_flutter(per_domain[d], frames)
@@ -155,8 +160,9 @@ class UMT(nn.Module):
             if translate and n_domains > 1:
                 shift = int(torch.randint(1, n_domains, ()))
                 for d in range(n_domains):
-                    target = self.decoders[domains[(d + shift) % n_domains]]
-                    out.translations.append((target.spectrum(per_domain[d], frames), batch["levels"][d]))
+                    target = domains[(d + shift) % n_domains]
+                    predicted = self.decoders[target].spectrum(per_domain[d], frames)
+                    out.translations.append((target, predicted, batch["levels"][d]))
         if "audio" in batch:
             for d, name in enumerate(domains):
                 # the peaks, as at inference (all bins with their own phases would sum to twice the level)

@@ -16,6 +16,11 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "chroma_similarity": ("Chroma similarity", True, False),
     "pitch_class_agreement": ("Pitch-class agreement (pyin, frames voiced in both)", True, False),
     "onset_f1": ("Note onset F1 (basic-pitch notes, onsets within 50 ms, offsets ignored)", True, False),
+    "envelope_correlation": (
+        "Loudness-envelope correlation with the ground truth (strikes, decays, held notes; 1 = the same dynamics)",
+        True,
+        True,
+    ),
     "noise_floor_db": (
         "Noise floor (dB below each frame's strongest bin; real audio of the target in the last row)",
         False,

@@ -192,13 +192,18 @@ FLUTTER_FRAMES = 5  # the moving average flutter is measured about (50 ms at 100
 FLUTTER_TAIL = 4.0  # sampled flutter is cut at this many scales (a Laplace draw beyond it: 1 in 55)
 
 
-def flutter(levels: torch.Tensor) -> torch.Tensor:
-    """Levels [B, F, bins] minus their moving average over FLUTTER_FRAMES frames (centred, the
-    ends repeated): the frame-to-frame movement that a smooth prediction leaves out."""
+def smoothed(levels: torch.Tensor) -> torch.Tensor:
+    """The moving average of levels [B, F, bins] over FLUTTER_FRAMES frames (centred, the ends
+    repeated): the spectrum's movement slower than flutter (notes, attacks, decays)."""
     x = levels.float().transpose(1, 2)  # [B, bins, F]
     half = FLUTTER_FRAMES // 2
-    smooth = F.avg_pool1d(F.pad(x, (half, half), mode="replicate"), FLUTTER_FRAMES, stride=1)
-    return (x - smooth).transpose(1, 2)
+    return F.avg_pool1d(F.pad(x, (half, half), mode="replicate"), FLUTTER_FRAMES, stride=1).transpose(1, 2)
+
+
+def flutter(levels: torch.Tensor) -> torch.Tensor:
+    """Levels [B, F, bins] minus their moving average (smoothed): the frame-to-frame movement
+    that a smooth prediction leaves out."""
+    return levels.float() - smoothed(levels)
 
 
 def flutter_draw(frames: int, bins: int, generator: torch.Generator | None = None) -> torch.Tensor:

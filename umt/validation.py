@@ -21,14 +21,15 @@ VAL_BATCH = 8  # validation crops per forward pass
 @torch.no_grad()
 def validate(
     model: UMT, classifier: DomainClassifier | None, val_sets: dict[str, Dataset], items: int, batch_size: int,
-    dtype=None, device: torch.device = CPU,
+    dtype=None, device: torch.device = CPU, quantized: bool = True,
 ) -> dict[str, float]:  # fmt: skip
     """Teacher-forced loss terms per domain on `items` crops of each dataset (umt.losses: "ce/D"
     in nats per sample and "bits/D"; "spectrum/D" for frame networks), the conditioning gain
     of each ("gain/ce/D": the loss with another clip's conditioning minus the loss with the
     clip's own; near 0 means the decoder has stopped listening), the classifier's accuracy, and
     for frame networks of several domains "translation_chroma/D": D's crops translated by every
-    other domain's frame network, their mean chroma distance to the crop (not in the score)."""
+    other domain's frame network, their mean chroma distance to the crop (not in the score).
+    `quantized`: the decoders read the latent through the tokenizer (UMT.forward)."""
     was_training = model.training
     model.eval()
     totals: dict[str, list[float]] = {}  # key -> [sum of batch means x batch size, crops]
@@ -46,10 +47,11 @@ def validate(
             batch = _collate([dataset[i] for i in range(first, min(first + batch_size, items))], device)
             crops = next(iter(batch.values())).shape[1]
             with autocast(dtype, device):
-                out = model(batch, [domain])
+                out = model(batch, [domain], quantized=quantized)
                 terms = _per_domain(losses.terms(out))
                 if crops > 1:
-                    shuffled = _per_domain(losses.terms(model(_roll(batch, conditioning), [domain])))
+                    rolled = model(_roll(batch, conditioning), [domain], quantized=quantized)
+                    shuffled = _per_domain(losses.terms(rolled))
             for key, value in terms.items():
                 add(key, value.item(), crops)
                 if crops > 1:
@@ -58,7 +60,7 @@ def validate(
                 frames = batch["levels"].shape[2]
                 with autocast(dtype, device):
                     translations = [
-                        (model.decoders[t].spectrum(out.latent, frames), batch["levels"][0]) for t in others
+                        (t, model.decoders[t].spectrum(out.latent, frames), batch["levels"][0]) for t in others
                     ]
                     distance = losses.translation_chroma(translations)
                 add(f"translation_chroma/{domain}", distance.item(), crops)

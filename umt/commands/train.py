@@ -13,6 +13,8 @@ WEIGHT_FLAGS = (
     ("translation_chroma", "--chroma-weight", "spectral presets: weight of the translation-chroma term (each "
      + "crop translated into another domain must keep its pitch classes)"),
     ("mmd", "--mmd-weight", "a model with a tokenizer: weight of the independence loss between its codebooks"),
+    ("realism", "--realism-weight", "spectral presets: weight of the realism term (a critic per domain scores "
+     + "translated spectra against real ones)"),
 )  # fmt: skip
 
 
@@ -65,6 +67,14 @@ def add(commands) -> None:
         "mmd_delayed": dict(
             action=argparse.BooleanOptionalAction,
             help="compare codebooks at the parallel token LM's delays (k frames apart)",
+        ),
+        "frames_only": dict(
+            action=argparse.BooleanOptionalAction,
+            help="with --from, a spectral model: only the frame networks train (encoder, tokenizer, renderers kept)",
+        ),
+        "critic": dict(
+            choices=["spectrum", "envelope"],
+            help="what the realism critics read: the smoothed spectrum, or only its dynamics (loudness, rises, falls)",
         ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),

@@ -67,4 +67,7 @@ class SpectralDecoder(nn.Module):
         hidden = self._hidden(latent, frames)
         if self.flutter_out is None:
             return self.frames_out(hidden), None
-        return self.frames_out(hidden), self.flutter_out(hidden).float().clamp(*FLUTTER_LOG_SCALE).exp()
+        # the flutter head reads the trunk but does not shape it: the levels' L1 alone does (a
+        # trunk shared with the flutter likelihood traded 25 % of its val L1 for flutter)
+        scale = self.flutter_out(hidden.detach()).float().clamp(*FLUTTER_LOG_SCALE).exp()
+        return self.frames_out(hidden), scale

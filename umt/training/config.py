@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from umt.checkpoint import load_checkpoint, load_model_state
 from umt.config import ModelConfig, canonical, settings_of
@@ -17,6 +18,7 @@ from umt.errors import UserError
 from umt.losses import CONFUSIONS, WEIGHTS
 from umt.model import UMT
 from umt.modules.classifier import DomainClassifier
+from umt.modules.critic import FEATURES, critics
 from umt.presets import PRESETS, preset
 from umt.recipes import Crops, recipe
 from umt.training.solver import run_state
@@ -54,6 +56,12 @@ class TrainConfig:
     # `--from BASE --model-set frames.flutter=true` on a base without them: the model then
     # translates as before, plus flutter, and its tokenizer and token LMs stay valid)
     flutter_only: bool = False
+    # with --from: only the frame networks train (levels and flutter heads), on the latent that
+    # translation reads (unquantised); the encoder, tokenizer and renderers keep their weights,
+    # so the tokenizer and token LMs stay valid (a realism term on the translation path, say)
+    frames_only: bool = False
+    # what the realism critics read (umt.modules.critic): the smoothed "spectrum", or only its "envelope"
+    critic: str = "spectrum"
     # the independence loss between a tokenizer's codebooks (loss weight "mmd") compares them at
     # the parallel token LM's delays (codebook k, k frames earlier)
     mmd_delayed: bool = True
@@ -76,6 +84,8 @@ class TrainConfig:
 
     def check(self, cfg: ModelConfig) -> None:
         """Refuse settings a run of model `cfg` cannot train with, naming the flag."""
+        if self.critic not in FEATURES:
+            raise UserError(f"--critic {self.critic}: choose {' or '.join(FEATURES)}")
         if self.confusion not in CONFUSIONS:
             raise UserError(f"--confusion {self.confusion}: choose {' or '.join(CONFUSIONS)}")
         for kind, weight in self.loss_weights.items():
@@ -92,6 +102,13 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
         if self.freeze_decoders and not (self.freeze_encoder and cfg.tokenizer.codebooks):
             raise UserError("frozen decoders leave only a tokenizer to train: the run needs --from and a tokenizer")
+        if self.frames_only and not (self.freeze_encoder and cfg.spectral):
+            raise UserError("--frames-only: needs --from, a spectral model to fine-tune")
+        if self.loss_weights["realism"] and not (cfg.spectral and len(cfg.domains) > 1 and self.batch_size > 0):
+            raise UserError(
+                "--loss-weight realism: needs the translation path, a spectral model of several domains "
+                "whose frame networks train (--batch-size above 0)"
+            )
         recipe(cfg).check(self.crops)
 
     @property
@@ -132,6 +149,8 @@ class Run:
     trainable: list[str]  # the domains whose decoders train
     step: int = 0
     best_val: float = math.inf
+    critics: nn.ModuleDict | None = None  # the realism critics (umt.modules.critic), when realism counts
+    critic_optimizer: torch.optim.Optimizer | None = None
 
 
 # model settings a fine-tuning run (--from) may set: a new tokenizer, or flutter heads beside
@@ -151,6 +170,8 @@ def build_run(
     for name, param in model.named_parameters():
         if tcfg.flutter_only:
             param.requires_grad = ".flutter_out." in name
+        elif tcfg.frames_only:
+            param.requires_grad = name.startswith("decoders.") and ".renderer." not in name
         elif train_encoder:
             param.requires_grad = True
         elif name.startswith("tokenizer."):
@@ -166,7 +187,11 @@ def build_run(
         classifier_optimizer = torch.optim.Adam(classifier.parameters(), lr=tcfg.lr, **fused)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=tcfg.lr_decay ** (1 / 1000))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    return Run(model, classifier, optimizer, classifier_optimizer, scheduler, scaler, trainable)
+    run = Run(model, classifier, optimizer, classifier_optimizer, scheduler, scaler, trainable)
+    if tcfg.loss_weights["realism"]:
+        run.critics = critics(cfg.domains, cfg.spectrum.bins, tcfg.critic).to(device)
+        run.critic_optimizer = torch.optim.Adam(run.critics.parameters(), lr=tcfg.lr, betas=(0.5, 0.9), **fused)
+    return run
 
 
 def checkpoint_state(run: Run, cfg: ModelConfig, tcfg: TrainConfig) -> dict:
@@ -183,6 +208,8 @@ def checkpoint_state(run: Run, cfg: ModelConfig, tcfg: TrainConfig) -> dict:
         "classifier": run.classifier.state_dict() if run.classifier else None,
         "optimizer": run.optimizer.state_dict(),
         "classifier_optimizer": run.classifier_optimizer.state_dict() if run.classifier_optimizer else None,
+        "critics": run.critics.state_dict() if run.critics else None,
+        "critic_optimizer": run.critic_optimizer.state_dict() if run.critic_optimizer else None,
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
         "rng": rng,
@@ -195,6 +222,9 @@ def restore(run: Run, state: dict) -> None:
     if run.classifier is not None:
         run.classifier.load_state_dict(state["classifier"])
         run.classifier_optimizer.load_state_dict(state["classifier_optimizer"])
+    if run.critics is not None and state.get("critics"):  # a run that newly weights realism starts them afresh
+        run.critics.load_state_dict(state["critics"])
+        run.critic_optimizer.load_state_dict(state["critic_optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
     run.step, run.best_val = state["step"], state["best_val"]
@@ -238,7 +268,9 @@ def plan_run(
                 f"--from {base}: its domain {', '.join(missing)} is not in the data ({', '.join(manifest.domains)})"
             )
         adds_flutter = cfg.frames.flutter and not ModelConfig.from_dict(base_state["config"]).frames.flutter
-        tcfg = TrainConfig.layered(_base_training(base_state, cfg), {"steps": TrainConfig.steps}, options,
+        # the base's own run may have been a fine-tuning of some parts: this one says its own
+        fresh = {"steps": TrainConfig.steps, "freeze_decoders": False, "frames_only": False}
+        tcfg = TrainConfig.layered(_base_training(base_state, cfg), fresh, options,
                                    {"freeze_encoder": True, "flutter_only": adds_flutter})  # fmt: skip
         return cfg, tcfg, list(cfg.domains), None, base_state
     name = options.get("preset", TrainConfig.preset)

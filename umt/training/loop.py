@@ -128,7 +128,14 @@ class ModelSolver(Solver):
             return None
         run, tcfg = self.run, self.tcfg
         results = validate(
-            run.model, run.classifier, self.val_sets, tcfg.val_items, VAL_BATCH, self.dtype, self.proc.device
+            run.model,
+            run.classifier,
+            self.val_sets,
+            tcfg.val_items,
+            VAL_BATCH,
+            self.dtype,
+            self.proc.device,
+            quantized=not tcfg.frames_only,
         )
         self.log.validation(self.step, results)
         return results["score"]
@@ -187,7 +194,7 @@ class Logger:
             )
         elif step % self.tcfg.log_every == 0 or step == self.tcfg.steps:
             acc = f" classifier_acc {stats['classifier_acc']:.2f}" if "classifier_acc" in stats else ""
-            extra = ("commitment", "translation_chroma", "confusion", "mmd")
+            extra = ("commitment", "translation_chroma", "confusion", "mmd", "realism", "critic_loss")
             losses = " ".join(
                 f"{k} {v:.4f}" for k, v in [*means.items(), *((k, stats[k]) for k in extra if k in stats)]
             )

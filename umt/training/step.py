@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from umt import losses
 from umt.runtime import autocast
@@ -16,8 +17,9 @@ def train_step(
     UMT.forward). `model` and `classifier` are run.model and run.classifier, or their DDP
     wrappers. Returns every loss term by name (umt.losses), weighted or not, and the step's figures."""
     weights = tcfg.loss_weights
+    translate = weights["translation_chroma"] > 0 or weights["realism"] > 0
     with autocast(dtype, device):
-        out = model(batch, run.trainable, translate=weights["translation_chroma"] > 0)
+        out = model(batch, run.trainable, translate=translate, quantized=not tcfg.frames_only)
         terms = losses.terms(out)
 
     if classifier is not None and out.latent is not None:
@@ -37,6 +39,25 @@ def train_step(
                 adversary = torch.func.functional_call(run.classifier, frozen, (out.latent,)).float()
             terms["confusion"] = losses.confusion(adversary, labels, tcfg.confusion)
 
+    if run.critics is not None and out.translations:
+        real = dict(zip(run.trainable, batch["levels"]))
+        # (4) each target's critic learns real spectra of its domain from translations into it
+        with autocast(dtype, device):
+            critic_loss = sum(
+                losses.critic(run.critics[t](real[t]), run.critics[t](predicted.detach()))
+                for t, predicted, _ in out.translations
+            ) / len(out.translations)
+        run.critic_optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(critic_loss).backward()
+        _average_over_processes(run.critics)
+        run.scaler.step(run.critic_optimizer)
+        # (5) the translation path is pushed towards what the critics now take for real
+        with autocast(dtype, device):
+            terms["realism"] = sum(
+                losses.realism(torch.func.functional_call(run.critics[t], _frozen(run.critics[t]), (predicted,)))
+                for t, predicted, _ in out.translations
+            ) / len(out.translations)
+
     if out.tokens is not None:  # the dependence between codebooks: always measured, a loss if weighted
         with torch.set_grad_enabled(weights["mmd"] > 0):
             terms["mmd"] = losses.mmd(out.tokens.streams, tcfg.mmd_delayed)
@@ -49,6 +70,8 @@ def train_step(
     if classifier is not None and out.latent is not None:
         stats["classifier_loss"] = classifier_loss.item()
         stats["classifier_acc"] = (logits.argmax(-1) == labels).float().mean().item()
+    if run.critics is not None and out.translations:
+        stats["critic_loss"] = critic_loss.item()
     stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
         [p for p in run.model.parameters() if p.requires_grad], tcfg.clip
     ).item()
@@ -57,3 +80,19 @@ def train_step(
     run.scheduler.step()
     stats["loss"] = loss.item()
     return stats
+
+
+def _frozen(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's parameters, detached: a term through them trains what feeds it, not the module."""
+    return {name: value.detach() for name, value in module.named_parameters()}
+
+
+def _average_over_processes(module: torch.nn.Module) -> None:
+    """Under torchrun, every process's gradients of a module not wrapped in DDP, averaged (the
+    critics: each process may translate into other domains, so DDP's hooks would not all fire)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for param in module.parameters():
+            if param.grad is None:  # a critic this process did not use, but another may have
+                param.grad = torch.zeros_like(param)
+            dist.all_reduce(param.grad)
+            param.grad /= dist.get_world_size()
