@@ -85,6 +85,11 @@ def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spec
     only = load_checkpoint(tmp_path / "only" / "last.pt")["model"]
     assert all(torch.equal(before[k], only[k]) for k in before)
     assert not torch.equal(only["tokenizer.project_in.weight"], torch.eye(8))
+    # a run from that one fine-tunes its decoders again: it does not inherit the frozen decoders
+    again = tmp_path / "again"
+    train(two_domains, again, dict(steps=2, val_every=2, val_items=2, render_batch_size=0, crop=1600), "cpu",
+          base=tmp_path / "only" / "last.pt")  # fmt: skip
+    assert any(not torch.equal(only[k], load_checkpoint(again / "last.pt")["model"][k]) for k in frames)
     with pytest.raises(Exception, match="can change on a trained model"):
         train(two_domains, tmp_path / "other", dict(options, model_overrides={"latent_channels": 4}), "cpu",
               base=tiny_spectral_checkpoint)  # fmt: skip
