@@ -56,11 +56,17 @@ def test_realism_fine_tuning_trains_the_frame_networks_alone_and_resumes(
     resumed = load_checkpoint(out / "last.pt")
     assert resumed["step"] == 3 and any(not torch.equal(after["critics"][k], v) for k, v in resumed["critics"].items())
 
+    only = tmp_path / "only"  # a critic for one domain: translations into the other get no realism term
+    train(two_domains, only, dict(options, critic_domains=["high"]), "cpu", base=tiny_spectral_checkpoint)
+    assert {k.split(".")[0] for k in load_checkpoint(only / "last.pt")["critics"]} == {"high"}
+
 
 def test_realism_needs_the_translation_path(two_domains: Path, tmp_path: Path):
     with pytest.raises(Exception, match="realism"):
         train(two_domains, tmp_path / "r", dict(preset="tiny", steps=1, loss_weights={"realism": 1.0}), "cpu")
     with pytest.raises(Exception, match="--frames-only"):
         train(two_domains, tmp_path / "f", dict(preset="tiny-spectral", steps=1, frames_only=True), "cpu")
+    with pytest.raises(Exception, match="--critic-domains"):
+        train(two_domains, tmp_path / "d", dict(preset="tiny-spectral", steps=1, critic_domains=["mid"]), "cpu")
     with pytest.raises(Exception, match="--critic"):
         train(two_domains, tmp_path / "c", dict(preset="tiny-spectral", steps=1, critic="pitch"), "cpu")

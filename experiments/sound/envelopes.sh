@@ -16,6 +16,7 @@ declare -A VARIANT=(
   [spectrum-0.3]="--realism-weight 0.3"
   [spectrum-0.1-chroma1]="--realism-weight 0.1 --chroma-weight 1"
   [envelope-0.3]="--critic envelope --realism-weight 0.3"
+  [envelope-0.3-piano-organ]="--critic envelope --realism-weight 0.3 --critic-domains piano,organ"
 )
 STEPS=${STEPS:-200}
 EVAL_STEP=${EVAL_STEP:-$STEPS}

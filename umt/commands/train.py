@@ -76,6 +76,11 @@ def add(commands) -> None:
             choices=["spectrum", "envelope"],
             help="what the realism critics read: the smoothed spectrum, or only its dynamics (loudness, rises, falls)",
         ),
+        "critic_domains": dict(
+            type=lambda text: [d for d in text.split(",") if d],
+            metavar="D1,D2",
+            help="the domains that get a realism critic; translations into the others get no realism term (default: all)",
+        ),
         "seed": dict(type=int),
         "workers": dict(type=int, help="DataLoader worker processes"),
         "precision": dict(choices=["auto", "fp32", "bf16", "fp16"]),

@@ -62,6 +62,8 @@ class TrainConfig:
     frames_only: bool = False
     # what the realism critics read (umt.modules.critic): the smoothed "spectrum", or only its "envelope"
     critic: str = "spectrum"
+    # the domains that have a critic (empty: every domain); translations into the others get no realism term
+    critic_domains: list = field(default_factory=list)
     # the independence loss between a tokenizer's codebooks (loss weight "mmd") compares them at
     # the parallel token LM's delays (codebook k, k frames earlier)
     mmd_delayed: bool = True
@@ -86,6 +88,9 @@ class TrainConfig:
         """Refuse settings a run of model `cfg` cannot train with, naming the flag."""
         if self.critic not in FEATURES:
             raise UserError(f"--critic {self.critic}: choose {' or '.join(FEATURES)}")
+        unknown = [d for d in self.critic_domains if d not in cfg.domains]
+        if unknown:
+            raise UserError(f"--critic-domains: no domain {', '.join(unknown)} (the model's: {', '.join(cfg.domains)})")
         if self.confusion not in CONFUSIONS:
             raise UserError(f"--confusion {self.confusion}: choose {' or '.join(CONFUSIONS)}")
         for kind, weight in self.loss_weights.items():
@@ -189,7 +194,7 @@ def build_run(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = Run(model, classifier, optimizer, classifier_optimizer, scheduler, scaler, trainable)
     if tcfg.loss_weights["realism"]:
-        run.critics = critics(cfg.domains, cfg.spectrum.bins, tcfg.critic).to(device)
+        run.critics = critics(tcfg.critic_domains or cfg.domains, cfg.spectrum.bins, tcfg.critic).to(device)
         run.critic_optimizer = torch.optim.Adam(run.critics.parameters(), lr=tcfg.lr, betas=(0.5, 0.9), **fused)
     return run
 

@@ -39,14 +39,14 @@ def train_step(
                 adversary = torch.func.functional_call(run.classifier, frozen, (out.latent,)).float()
             terms["confusion"] = losses.confusion(adversary, labels, tcfg.confusion)
 
-    if run.critics is not None and out.translations:
+    judged = [(t, predicted) for t, predicted, _ in out.translations if run.critics is not None and t in run.critics]
+    if judged:
         real = dict(zip(run.trainable, batch["levels"]))
         # (4) each target's critic learns real spectra of its domain from translations into it
         with autocast(dtype, device):
             critic_loss = sum(
-                losses.critic(run.critics[t](real[t]), run.critics[t](predicted.detach()))
-                for t, predicted, _ in out.translations
-            ) / len(out.translations)
+                losses.critic(run.critics[t](real[t]), run.critics[t](predicted.detach())) for t, predicted in judged
+            ) / len(judged)
         run.critic_optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(critic_loss).backward()
         _average_over_processes(run.critics)
@@ -55,8 +55,8 @@ def train_step(
         with autocast(dtype, device):
             terms["realism"] = sum(
                 losses.realism(torch.func.functional_call(run.critics[t], _frozen(run.critics[t]), (predicted,)))
-                for t, predicted, _ in out.translations
-            ) / len(out.translations)
+                for t, predicted in judged
+            ) / len(judged)
 
     if out.tokens is not None:  # the dependence between codebooks: always measured, a loss if weighted
         with torch.set_grad_enabled(weights["mmd"] > 0):
@@ -70,7 +70,7 @@ def train_step(
     if classifier is not None and out.latent is not None:
         stats["classifier_loss"] = classifier_loss.item()
         stats["classifier_acc"] = (logits.argmax(-1) == labels).float().mean().item()
-    if run.critics is not None and out.translations:
+    if judged:
         stats["critic_loss"] = critic_loss.item()
     stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
         [p for p in run.model.parameters() if p.requires_grad], tcfg.clip
