@@ -93,10 +93,10 @@ class UMT(nn.Module):
         """Mu-law codes [B, T] -> latent [B, frames, C] (T / pool frames; T / pool + 1 over the spectrum)."""
         return self.latent(self.encoder_input(mu_law_decode(codes)))
 
-    def quantize(self, latent: torch.Tensor, tokens: bool = True) -> tuple[torch.Tensor, QuantizedResult | None]:
+    def quantize(self, latent: torch.Tensor, enabled: bool = True) -> tuple[torch.Tensor, QuantizedResult | None]:
         """What the decoders read of a latent [B, F, C]: through the tokenizer if there is one
-        (and `tokens`)."""
-        if self.tokenizer is None or not tokens:
+        (and `enabled`)."""
+        if self.tokenizer is None or not enabled:
             return latent, None
         tokens = self.tokenizer(latent)
         return tokens.latent, tokens

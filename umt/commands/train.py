@@ -19,7 +19,8 @@ WEIGHT_FLAGS = (
 
 
 def add(commands) -> None:
-    from umt.losses import WEIGHTS
+    from umt.losses import CONFUSIONS, WEIGHTS
+    from umt.modules.critic import FEATURES
     from umt.presets import PRESETS
     from umt.training.config import TrainConfig
 
@@ -56,7 +57,7 @@ def add(commands) -> None:
         "lr_decay": dict(type=float, help="learning-rate factor per 1000 steps"),
         "clip": dict(type=float, help="gradient-norm clipping"),
         "confusion": dict(
-            choices=["maximize", "uniform"],
+            choices=list(CONFUSIONS),
             help="maximize the classifier's CE (the paper; unbounded) or push its belief to uniform (bounded; spectral presets)",
         ),
         "timbre_augment": dict(
@@ -73,7 +74,7 @@ def add(commands) -> None:
             help="with --from, a spectral model: only the frame networks train (encoder, tokenizer, renderers kept)",
         ),
         "critic": dict(
-            choices=["spectrum", "envelope"],
+            choices=list(FEATURES),
             help="what the realism critics read: the smoothed spectrum, or only its dynamics (loudness, rises, falls)",
         ),
         "critic_domains": dict(

@@ -34,9 +34,8 @@ def train_step(
         run.scaler.step(run.classifier_optimizer)
         # (3) the encoder is pushed away from what the classifier now knows
         if weights["confusion"]:
-            frozen = {k: v.detach() for k, v in run.classifier.named_parameters()}
             with autocast(dtype, device):
-                adversary = torch.func.functional_call(run.classifier, frozen, (out.latent,)).float()
+                adversary = torch.func.functional_call(run.classifier, _frozen(run.classifier), (out.latent,)).float()
             terms["confusion"] = losses.confusion(adversary, labels, tcfg.confusion)
 
     judged = [(t, predicted) for t, predicted, _ in out.translations if run.critics is not None and t in run.critics]
