@@ -163,3 +163,26 @@ def test_export_stores_each_domains_sampling_and_translation_uses_it(
         == 2
     )
     assert "--temperature -1: must not be negative" in capsys.readouterr().err
+
+
+def test_export_keeps_one_domains_decoder_from_the_model_a_fine_tuning_started_from(
+    tmp_path: Path, two_domains: Path, tiny_spectral_checkpoint: Path, capsys
+):
+    from umt.checkpoint import load_model
+    from umt.training.loop import train
+
+    options = dict(steps=2, val_every=2, val_items=2, render_batch_size=0, crop=1600, frames_only=True, workers=0)
+    train(two_domains, tmp_path / "tuned", options, "cpu", base=tiny_spectral_checkpoint)
+    tuned = tmp_path / "tuned" / "last.pt"
+    argv = ["export", str(tuned), str(tmp_path / "m.pt"), "--decoder-from", f"low={tiny_spectral_checkpoint}"]
+    assert main(argv) == 0
+    joined, base, after = (load_model(p).state_dict() for p in (tmp_path / "m.pt", tiny_spectral_checkpoint, tuned))
+    assert any(not torch.equal(base[k], after[k]) for k in base if k.startswith("decoders.low."))
+    for key, value in joined.items():
+        assert torch.equal(value, (base if key.startswith("decoders.low.") else after)[key]), key
+    # a model whose encoder differs (another run) has decoders that read another latent
+    train(two_domains, tmp_path / "other", dict(preset="tiny-spectral", steps=1, workers=0, seed=3), "cpu")
+    for bad, reason in ((f"low={tmp_path / 'other' / 'last.pt'}", "its encoder differs"),
+                        (f"mid={tiny_spectral_checkpoint}", "need the domain 'mid'"), ("low", "expected DOMAIN=CKPT2")):  # fmt: skip
+        assert main([*argv[:3], "--decoder-from", bad]) == 2
+        assert reason in capsys.readouterr().err

@@ -9,7 +9,7 @@ from conftest import tone
 from umt.cli import main
 from umt.data.manifest import Manifest
 from umt.errors import UserError
-from umt.judge import RealCrops, load_judge, train_judge
+from umt.judge import HISS, HISS_LOUDEST_DB, RealCrops, add_hiss, load_judge, train_judge
 from umt.measures import (
     add_noise,
     chroma_similarity,
@@ -281,3 +281,23 @@ def test_a_judge_run_resumes_where_it_stopped(two_domains: Path, tmp_path: Path)
     straight, resumed = (torch.load(tmp_path / run / "judge.pt", weights_only=True)["model"]
                          for run in ("straight", "resumed"))  # fmt: skip
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_hiss_judge_hears_noise_under_an_instrument_as_hiss(two_domains: Path, tmp_path: Path):
+    """The instrument judge alone hears a tone under hiss as the tone's domain; a judge with the
+    hiss class hears it as hiss, and still hears the clean tones as their domains."""
+    scores = train_judge([two_domains], tmp_path, steps=40, batch_per_domain=4, test_clips=6, crop_seconds=0.5,
+                         hiss_db=45)  # fmt: skip
+    judge, state = load_judge(tmp_path / "judge.pt")
+    assert judge.cfg.classes == ["high", "low", HISS] or judge.cfg.classes == ["low", "high", HISS]
+    assert state["test_accuracy"] == 1.0 and scores["hiss_accuracy"] >= 0.9
+    low = tone(1.0, 16000, 180.0, 0.8)
+    hissing = add_noise(low, -30.0)
+    assert judge.classify([low, hissing]).tolist() == [judge.cfg.classes.index("low"), judge.cfg.classes.index(HISS)]
+
+
+def test_hiss_is_added_at_the_levels_asked_for():
+    crops = np.tile(tone(0.5, 16000, 440.0, 0.5), (64, 1))
+    noise = add_hiss(crops, 45.0, np.random.default_rng(0)) - crops
+    db = 10 * np.log10(np.mean(noise.astype(np.float64) ** 2, axis=1) / np.mean(crops.astype(np.float64) ** 2, axis=1))
+    assert db.max() <= -HISS_LOUDEST_DB + 0.1 and db.min() >= -45.1 and db.max() - db.min() > 15

@@ -133,8 +133,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UMT:
 
 
 def export_model(
-    source: Path, target: Path, renderers_from: Path | None = None, lms: list[Path] = (), sampling: dict | None = None
-) -> tuple[Path, dict[str, Any]]:
+    source: Path, target: Path, renderers_from: Path | None = None, lms: list[Path] = (), sampling: dict | None = None,
+    decoders_from: dict[str, Path] | None = None,
+) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Write a model-only checkpoint (config, weights, training step; no optimiser state) for
     sharing or shipping; into target/<source name> when target is a folder. Returns what was written.
 
@@ -147,7 +148,11 @@ def export_model(
     renderers_from: a spectral model whose WaveNet renderers replace those of `source` (the two
     halves of the spectral recipe trained in separate processes, one per core), with their own
     sizes and output (their config's `wavenet` part). Weights go through the models, so checkpoints written
-    before a rename of layers join correctly."""
+    before a rename of layers join correctly.
+
+    decoders_from: {domain: model}: that domain's whole decoder (frame network and renderer) from
+    another model of the same settings and the same encoder weights (e.g. the run a frames-only
+    fine-tuning started from), so one domain can keep the decoder it had."""
     state = load_model_state(source)
     if target.is_dir():
         target = target / source.name
@@ -163,6 +168,11 @@ def export_model(
             joined.decoders[domain].renderer.load_state_dict(other.decoders[domain].renderer.state_dict())
         model = joined
         extra["renderers_from"] = {"path": str(renderers_from), "step": load_model_state(renderers_from).get("step")}
+    for domain, path in (decoders_from or {}).items():
+        other = load_model(path)
+        _check_same_encoder(model, other, domain, path)
+        model.decoders[domain].load_state_dict(other.decoders[domain].state_dict())
+        extra.setdefault("decoders_from", {})[domain] = {"path": str(path), "step": load_model_state(path).get("step")}
     for path in lms:
         carried = load_checkpoint(path).get("lm")
         for lm_state in carried.values() if carried else [load_lm_state(path)]:
@@ -185,6 +195,19 @@ def export_model(
                   "train": state.get("train"), **extra}  # fmt: skip
     save_checkpoint(target, model_only)
     return target, model_only
+
+
+def _check_same_encoder(model: UMT, other: UMT, domain: str, path: Path) -> None:
+    """A decoder reads the latent of the encoder it was trained on: `other` must have the
+    model's settings, `domain`, and the very same encoder weights."""
+    where = f"--decoder-from {domain}={path}"
+    if domain not in model.cfg.domains or domain not in other.cfg.domains:
+        raise UserError(f"{where}: both models need the domain {domain!r}")
+    if other.cfg.to_dict() | {"sampling": None} != model.cfg.to_dict() | {"sampling": None}:
+        raise UserError(f"{where}: a model of other settings")
+    mine, theirs = model.encoder.state_dict(), other.encoder.state_dict()
+    if not all(torch.equal(mine[k], theirs[k]) for k in mine):
+        raise UserError(f"{where}: its encoder differs, so its decoders read another latent")
 
 
 def _check_renderers(config: ModelConfig, other: ModelConfig, path: Path) -> None:

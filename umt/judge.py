@@ -9,6 +9,11 @@ use, which would teach it that coding's hiss as part of every instrument), and i
 on several corpora of the same domains at once (the same pieces rendered through several
 soundfonts: `umt make-bench --soundfont`), so that it learns instruments rather than one
 soundfont's samples. Its accuracy on a corpus it never trained on (`holdout`) says whether it did.
+
+An instrument judge alone does not hear hiss: trained on clean audio, it tells instruments apart
+whatever lies under them, and hears a hissing WaveNet organ as organ. With `hiss_db` it learns
+one class more, "hiss": crops of every domain with coloured noise added between `hiss_db` and
+HISS_LOUDEST_DB below their RMS. A translation it hears as hiss is not heard as its target.
 """
 
 from __future__ import annotations
@@ -41,11 +46,39 @@ class JudgeConfig:
     # training only: a random tilt of up to this many dB across the mel bands of each crop, so
     # that a soundfont's overall brightness (or a room's, or a microphone's) is not a cue
     tilt_db: float = 0.0
+    # > 0: a class "hiss" beside the domains, learnt from crops with noise added from this many dB
+    # below their RMS up to HISS_LOUDEST_DB below (module docstring)
+    hiss_db: float = 0.0
+
+    @property
+    def classes(self) -> list[str]:
+        """What the judge tells apart: the domains, and "hiss" when it learnt it."""
+        return self.domains + [HISS] if self.hiss_db else list(self.domains)
 
     @property
     def crop(self) -> int:
         """Samples in one window the judge classifies."""
         return int(self.crop_seconds * self.sample_rate)
+
+
+HISS = "hiss"  # the judge's class for audio under audible noise
+HISS_LOUDEST_DB = 20.0  # the loudest noise (dB below the crop's RMS) of the hiss class
+
+
+def add_hiss(crops: np.ndarray, quietest_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Each crop [B, T] with noise at a level drawn uniformly (in dB) between `quietest_db` and
+    HISS_LOUDEST_DB below its RMS, coloured by a spectral slope drawn from -6 to +6 dB per octave
+    (brown-ish to blue-ish, white in the middle), so that the judge learns hiss, not one noise."""
+    count, length = crops.shape
+    freqs = np.fft.rfftfreq(length)
+    freqs[0] = freqs[1]
+    power_slopes = rng.uniform(-2.0, 2.0, size=(count, 1))  # power ~ f ** slope: 3 dB per octave per unit
+    spectra = np.fft.rfft(rng.standard_normal((count, length)), axis=1) * freqs ** (power_slopes / 2)
+    noise = np.fft.irfft(spectra, n=length, axis=1)
+    noise /= np.sqrt(np.mean(noise**2, axis=1, keepdims=True)) + 1e-12
+    rms = np.sqrt(np.mean(crops.astype(np.float64) ** 2, axis=1, keepdims=True))
+    level = 10 ** (-rng.uniform(HISS_LOUDEST_DB, quietest_db, size=(count, 1)) / 20)
+    return np.clip(crops + noise * rms * level, -1, 1).astype(np.float32)
 
 
 class LogMel(nn.Module):
@@ -71,10 +104,10 @@ class Judge(nn.Module):
         for cin, cout in ((1, c), (c, c), (c, 2 * c), (2 * c, 2 * c)):
             blocks += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
         self.net = nn.Sequential(*blocks)
-        self.head = nn.Linear(2 * c, len(cfg.domains))
+        self.head = nn.Linear(2 * c, len(cfg.classes))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio [B, T] -> logits [B, domains]."""
+        """audio [B, T] -> logits [B, classes]."""
         x = self.features(audio)
         if self.training and self.cfg.tilt_db:
             slope = (torch.rand(x.shape[0], 1, 1, device=x.device) * 2 - 1) * self.cfg.tilt_db * math.log(10) / 10
@@ -87,7 +120,8 @@ class Judge(nn.Module):
 
     @torch.no_grad()
     def classify(self, clips: list[np.ndarray]) -> np.ndarray:
-        """Domain index of each clip (any length): logits averaged over crop-length windows."""
+        """Class index (cfg.classes) of each clip (any length): logits averaged over crop-length
+        windows."""
         self.eval()
         crop = self.cfg.crop
         device = self.head.weight.device
@@ -134,7 +168,8 @@ JUDGE_RUN = "umt-judge-run"  # the kind of a judge's last.pt (the finished judge
 
 def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain: int = 8, seed: int = 0,
                 device: str | torch.device = "cpu", test_clips: int = 64, crop_seconds: float = 2.0,
-                holdout: list[Path] = (), tilt_db: float = 0.0, resume: bool = False) -> dict:  # fmt: skip
+                holdout: list[Path] = (), tilt_db: float = 0.0, hiss_db: float = 0.0,
+                resume: bool = False) -> dict:  # fmt: skip
     """Train (or resume: out/last.pt) on the train split of every corpus in `preps` (the same
     domains in each), score on test-split crops of each and of every `holdout` corpus, save
     out/judge.pt; returns the scores."""
@@ -145,9 +180,8 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
         if m.sample_rate != first.sample_rate or not set(first.domains) <= set(m.domains):
             raise UserError(f"{m.root}: every corpus needs the domains of {first.root} ({', '.join(first.domains)}) "
                             f"at {first.sample_rate} Hz")  # fmt: skip
-    cfg = JudgeConfig(
-        domains=list(first.domains), sample_rate=first.sample_rate, crop_seconds=crop_seconds, tilt_db=tilt_db
-    )
+    cfg = JudgeConfig(domains=list(first.domains), sample_rate=first.sample_rate, crop_seconds=crop_seconds,
+                      tilt_db=tilt_db, hiss_db=hiss_db)  # fmt: skip
     shortest = 16 * cfg.hop  # four 2x poolings need 16 spectrogram frames
     if cfg.crop < shortest:
         raise UserError(f"--crop-seconds {crop_seconds:g}: the judge needs at least {shortest / cfg.sample_rate:.2f} s")
@@ -159,7 +193,7 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
     if state is not None:
         solver.restore(state)
     train = [RealCrops(manifests, d, "train", cfg.crop) for d in cfg.domains]
-    labels = torch.arange(len(cfg.domains), device=device).repeat_interleave(batch_per_domain)
+    labels = torch.arange(len(cfg.classes), device=device).repeat_interleave(batch_per_domain)
     batches = ((solver.crops(train, batch_per_domain), labels) for _ in range(solver.step, steps))
     solver.judge.train()
     solver.progress = Progress(steps - solver.step, "judge", "step")
@@ -169,6 +203,7 @@ def train_judge(preps: list[Path], out: Path, steps: int = 600, batch_per_domain
     per_holdout = {str(m.root): score_judge(judge, m, "test", test_clips, seed) for m in held_out}
     scores = {
         "test_accuracy": float(np.mean([s["test_accuracy"] for s in per_corpus.values()])),
+        "hiss_accuracy": float(np.mean([s["hiss_accuracy"] for s in per_corpus.values()])) if hiss_db else None,
         "per_domain_accuracy": {
             d: float(np.mean([s["per_domain_accuracy"][d] for s in per_corpus.values()])) for d in cfg.domains
         },
@@ -193,8 +228,13 @@ class JudgeSolver(Solver):
         self.progress: Progress | None = None  # set when it starts: the steps left
 
     def crops(self, train: list[RealCrops], count: int) -> torch.Tensor:
-        """[domains * count, crop] crops of every domain, drawn from the run's generator."""
-        return torch.from_numpy(np.concatenate([crops.sample(count, self.rng) for crops in train])).to(self.device)
+        """[classes * count, crop]: `count` crops of every domain, drawn from the run's generator,
+        then (a hiss judge) `count` of them again with hiss added."""
+        real = np.concatenate([crops.sample(count, self.rng) for crops in train])
+        if self.judge.cfg.hiss_db:
+            chosen = real[self.rng.choice(len(real), size=count, replace=False)]
+            real = np.concatenate([real, add_hiss(chosen, self.judge.cfg.hiss_db, self.rng)])
+        return torch.from_numpy(real).to(self.device)
 
     def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         audio, labels = batch
@@ -229,12 +269,18 @@ class JudgeSolver(Solver):
 
 
 def score_judge(judge: Judge, manifest: Manifest, split: str, clips: int, seed: int) -> dict:
-    """Accuracy of the judge on `clips` crops per domain of real audio from `split`."""
-    per_domain = {}
+    """Accuracy of the judge on `clips` crops per domain of real audio from `split` and, a hiss
+    judge, the share of the same crops with hiss added (add_hiss) that it hears as hiss."""
+    per_domain, heard_hiss = {}, []
+    hiss_rng = np.random.default_rng(seed + 2)
     for index, domain in enumerate(judge.cfg.domains):
         audio = RealCrops([manifest], domain, split, judge.cfg.crop).sample(clips, np.random.default_rng(seed + 1))
         per_domain[domain] = float((judge.classify(list(audio)) == index).mean())
-    return {"test_accuracy": float(np.mean(list(per_domain.values()))), "per_domain_accuracy": per_domain}
+        if judge.cfg.hiss_db:
+            hissing = add_hiss(audio, judge.cfg.hiss_db, hiss_rng)
+            heard_hiss.append(float((judge.classify(list(hissing)) == judge.cfg.classes.index(HISS)).mean()))
+    return {"test_accuracy": float(np.mean(list(per_domain.values()))), "per_domain_accuracy": per_domain,
+            "hiss_accuracy": float(np.mean(heard_hiss)) if heard_hiss else None}  # fmt: skip
 
 
 TRUSTED_JUDGE = 0.95  # test accuracy on real audio below which a judge's verdicts are flagged

@@ -17,6 +17,9 @@ declare -A VARIANT=(
   [spectrum-0.1-chroma1]="--realism-weight 0.1 --chroma-weight 1"
   [envelope-0.3]="--critic envelope --realism-weight 0.3"
   [envelope-0.3-piano-organ]="--critic envelope --realism-weight 0.3 --critic-domains piano,organ"
+  [chroma1]="--chroma-weight 1"                                   # the control with the notes weighed more
+  [chroma3]="--chroma-weight 3"
+  [chroma10]="--chroma-weight 10"
 )
 STEPS=${STEPS:-200}
 EVAL_STEP=${EVAL_STEP:-$STEPS}

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         path = find_checkpoint(args.judge)
         judge, state = load_judge(path, device)
         judge_accuracy = state["test_accuracy"]
-        print(f"judge: {path}, test accuracy on real audio {judge_accuracy:.3f}")
+        hiss = "" if not judge.cfg.hiss_db else f", hears hiss as hiss {state['hiss_accuracy']:.3f} of the time"
+        print(f"judge: {path}, test accuracy on real audio {judge_accuracy:.3f}{hiss}")
         if judge_accuracy < TRUSTED_JUDGE:
             print(f"warning: the judge is right on only {judge_accuracy:.0%} of real test audio (below {TRUSTED_JUDGE:.0%}): "
                   "its target accuracies say little; train it longer (umt judge train --steps)", file=sys.stderr)  # fmt: skip

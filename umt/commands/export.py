@@ -23,6 +23,11 @@ def add(commands) -> None:
         "a frames-only run, one per core)",
     )  # fmt: skip
     p.add_argument(
+        "--decoder-from", action="append", default=[], metavar="DOMAIN=CKPT2",
+        help="take DOMAIN's whole decoder (frame network and renderer) from CKPT2, a model of the same settings and "
+        "encoder, e.g. the model a frames-only fine-tuning started from (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
         "--lm", type=Path, action="append", default=[], metavar="LM",
         help="carry this token LM (an `umt lm train` run or its best.pt, or every LM a model carries) in the model, "
         "for `umt generate` (repeatable: one per mode)",
@@ -44,12 +49,21 @@ def run(args: argparse.Namespace) -> int:
             sampling = json.loads(args.sampling.read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"--sampling {args.sampling}: cannot read it as JSON ({exc})") from None
-    out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm, sampling)
+    decoders_from = {}
+    for item in args.decoder_from:
+        domain, _, path = item.partition("=")
+        if not domain or not path:
+            raise UserError(f"--decoder-from {item}: expected DOMAIN=CKPT2")
+        decoders_from[domain] = Path(path)
+    out, state = export_model(args.checkpoint, args.out, args.renderers_from, args.lm, sampling, decoders_from)
     renderers = (
         f", renderers from {args.renderers_from} (step {state['renderers_from']['step']})"
         if args.renderers_from
         else ""
     )
     lms = f", token LM {', '.join(state['lm'])}" if state.get("lm") else ""
-    print(f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}{lms}")
+    decoders = "".join(f", {d}'s decoder from {v['path']}" for d, v in state.get("decoders_from", {}).items())
+    print(
+        f"wrote {out}: domains {', '.join(state['config']['domains'])}, step {state['step']}{renderers}{decoders}{lms}"
+    )
     return 0

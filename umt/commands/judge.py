@@ -30,26 +30,32 @@ def add(commands) -> None:
     t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
     t.add_argument("--tilt-db", type=float, default=0.0,
                    help="random spectral tilt of up to this many dB on training crops (default: %(default)s)")  # fmt: skip
+    t.add_argument("--hiss-db", type=float, default=0.0,
+                   help="also learn a class 'hiss': crops with noise from this many dB below their RMS up to 20 dB below "
+                        "(0: off; default: %(default)s)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
     flags.device_flag(t)
     t.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from umt.judge import train_judge
+    from umt.judge import HISS_LOUDEST_DB, train_judge
 
     if args.steps < 1 or args.batch_size < 1 or args.test_clips < 1 or args.crop_seconds <= 0:
         raise UserError("--steps, --batch-size, --test-clips and --crop-seconds must be positive")
     if args.tilt_db < 0:
         raise UserError(f"--tilt-db {args.tilt_db:g}: must not be negative")
+    if args.hiss_db and args.hiss_db <= HISS_LOUDEST_DB:
+        raise UserError(f"--hiss-db {args.hiss_db:g}: must be 0 (off) or above {HISS_LOUDEST_DB:g}, the loudest hiss")
     scores = train_judge(
         args.prep, args.out, steps=args.steps, batch_per_domain=args.batch_size, seed=args.seed, device=flags.device(args.device),
         test_clips=args.test_clips, crop_seconds=args.crop_seconds, holdout=args.holdout, tilt_db=args.tilt_db,
-        resume=args.resume,
+        hiss_db=args.hiss_db, resume=args.resume,
     )  # fmt: skip
     for kind, corpora in (("test", scores["corpora"]), ("held-out", scores["holdout"])):
         for root, s in corpora.items():
             per_domain = ", ".join(f"{d} {v:.3f}" for d, v in s["per_domain_accuracy"].items())
-            print(f"judge accuracy on {kind} {root}: {s['test_accuracy']:.3f} ({per_domain})")
+            hiss = "" if s["hiss_accuracy"] is None else f"; hiss heard as hiss {s['hiss_accuracy']:.3f}"
+            print(f"judge accuracy on {kind} {root}: {s['test_accuracy']:.3f} ({per_domain}){hiss}")
     print(f"judge test accuracy {scores['test_accuracy']:.3f}; saved {args.out / 'judge.pt'}")
     return 0
