@@ -301,3 +301,15 @@ def test_hiss_is_added_at_the_levels_asked_for():
     noise = add_hiss(crops, 45.0, np.random.default_rng(0)) - crops
     db = 10 * np.log10(np.mean(noise.astype(np.float64) ** 2, axis=1) / np.mean(crops.astype(np.float64) ** 2, axis=1))
     assert db.max() <= -HISS_LOUDEST_DB + 0.1 and db.min() >= -45.1 and db.max() - db.min() > 15
+
+
+def test_judge_train_refuses_bad_noise_settings(two_domains: Path, tmp_path: Path, capsys):
+    """One line naming the flag, before any training (no run folder is left behind)."""
+    argv = ["judge", "train", str(two_domains), "--out", str(tmp_path / "j"), "--steps", "1"]
+    for flag, value in (("--hiss-db", "nan"), ("--hiss-db", "inf"), ("--tilt-db", "nan")):
+        with pytest.raises(SystemExit) as exit_info:  # argparse's refusal
+            main([*argv, flag, value])
+        assert exit_info.value.code == 2 and f"argument {flag}: invalid finite value" in capsys.readouterr().err
+    assert main([*argv, "--hiss-db", "10"]) == 2
+    assert "--hiss-db 10: must be 0 (off) or above 20" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()

@@ -253,7 +253,7 @@ class JudgeSolver(Solver):
                 "torch_rng": torch.get_rng_state()}  # fmt: skip
 
     def restore(self, state: dict) -> None:
-        if state["config"] != asdict(self.judge.cfg):
+        if JudgeConfig(**state["config"]) != self.judge.cfg:  # a run of before a setting existed has its default
             raise UserError(f"{self.out / 'last.pt'}: a judge of other settings; resume it with the same ones")
         self.judge.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def finite(text: str) -> float:
+    """An argparse type: a float that is neither NaN nor infinite (argparse words the refusal)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def device(name: str):

@@ -28,9 +28,9 @@ def add(commands) -> None:
     t.add_argument("--batch-size", type=int, default=8, help="crops per domain per step (default: %(default)s)")
     t.add_argument("--test-clips", type=int, default=64, help="test crops per domain (default: %(default)s)")
     t.add_argument("--crop-seconds", type=float, default=2.0, help="length of a training crop (default: %(default)s)")
-    t.add_argument("--tilt-db", type=float, default=0.0,
+    t.add_argument("--tilt-db", type=flags.finite, default=0.0,
                    help="random spectral tilt of up to this many dB on training crops (default: %(default)s)")  # fmt: skip
-    t.add_argument("--hiss-db", type=float, default=0.0,
+    t.add_argument("--hiss-db", type=flags.finite, default=0.0,
                    help="also learn a class 'hiss': crops with noise from this many dB below their RMS up to 20 dB below "
                         "(0: off; default: %(default)s)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
