@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Generation speed of the token LM, parallel against joint: frames of tokens per second.
+"""Generation speed of the token LM, parallel against joint, with and without the key-value
+cache: frames of tokens per second.
 
     python bench/token_lm.py MODEL [--frames 200] [--repeats 3] [--prompt FILE]
 
 MODEL carries its LMs (`umt export --lm`). Each LM continues the tokens of the prompt (the
 shipped example by default) by --frames frames, --repeats times with different seeds, on the
-CPU threads torch is given; prints min / median / max frames per second per mode and the ratio.
-A parallel LM takes one step a frame (K codebooks at once); a joint one K steps a frame.
+CPU threads torch is given; prints min / median / max frames per second per mode, with the
+cache and without it (every step running the whole window), and the ratios, all measured in one
+run. A parallel LM takes one step a frame (K codebooks at once); a joint one K steps a frame.
 """
 
 from __future__ import annotations
@@ -44,17 +46,20 @@ def main() -> None:
     rates = {}
     for mode, state in carried.items():
         lm = load_lm(state)
-        times = []
-        for seed in range(args.repeats):
-            tic = time.perf_counter()
-            lm.continuation(prompt, args.frames, 1.0, torch.Generator().manual_seed(seed))
-            times.append(time.perf_counter() - tic)
-        per_s = sorted(args.frames / t for t in times)
-        rates[mode] = statistics.median(per_s)
-        print(f"{mode:9s} frames/s min {per_s[0]:.0f}  median {rates[mode]:.0f}  max {per_s[-1]:.0f}  "
-              f"({lm.cfg.layers} layers, dim {lm.cfg.dim}, context {lm.cfg.context} frames)")  # fmt: skip
-    if {"parallel", "joint"} <= rates.keys():
-        print(f"parallel / joint: {rates['parallel'] / rates['joint']:.1f}x")
+        for cache in (True, False):
+            times = []
+            for seed in range(args.repeats):
+                tic = time.perf_counter()
+                lm.continuation(prompt, args.frames, 1.0, torch.Generator().manual_seed(seed), cache=cache)
+                times.append(time.perf_counter() - tic)
+            per_s = sorted(args.frames / t for t in times)
+            rates[mode, cache] = statistics.median(per_s)
+            print(f"{mode:9s} {'cache   ' if cache else 'no cache'} frames/s min {per_s[0]:.0f}  "
+                  f"median {rates[mode, cache]:.0f}  max {per_s[-1]:.0f}  "
+                  f"({lm.cfg.layers} layers, dim {lm.cfg.dim}, context {lm.cfg.context} frames)")  # fmt: skip
+        print(f"{mode:9s} cache / no cache: {rates[mode, True] / rates[mode, False]:.1f}x")
+    if {"parallel", "joint"} <= {mode for mode, _ in rates}:
+        print(f"parallel / joint, with the cache: {rates['parallel', True] / rates['joint', True]:.1f}x")
 
 
 if __name__ == "__main__":

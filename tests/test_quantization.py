@@ -24,6 +24,17 @@ def test_near_zero_for_independent_streams_and_clearly_positive_for_dependent_on
     assert abs(scaled - independence_mmd(pair(1.0), generator=torch.Generator().manual_seed(1)).item()) < 1e-4
 
 
+def test_zero_for_independent_streams_positive_for_copies_at_the_sources_bandwidths():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(1, 4, 300, 3, generator=g)  # [K=1, B, T, D]
+    independent = independence_mmd(torch.cat([a, torch.randn(1, 4, 300, 3, generator=g)]), generator=g).item()
+    copies = independence_mmd(torch.cat([a, a]), generator=g).item()
+    assert abs(independent) < 0.01 and copies > 0.05 and copies > 10 * abs(independent)
+    # features are standardised: a copy at another scale is as dependent
+    scaled = independence_mmd(torch.cat([a, 50 * a]), generator=g).item()
+    assert abs(scaled - copies) < 0.02
+
+
 def test_its_gradient_makes_a_toy_pair_of_streams_less_dependent():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(1, 600, 2, generator=g)
@@ -60,17 +71,24 @@ def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_in
     out = tokenizer(latent)  # training mode: k-means initialises the codebooks
     assert out.codes.shape == (2, 40, 3) and out.streams.shape == (3, 2, 40, 8)
     assert int(out.codes.max()) < 16 and out.penalty.ndim == 0
-    out.streams[2].sum().backward()  # straight-through: each codebook's vector moves with the input
+    out.streams[2].sum().backward()  # the residuals move with the input
     assert latent.grad.abs().sum() > 0
+    # the streams of a macro-batch leave the codebooks as they were
+    before = {k: v.clone() for k, v in tokenizer.state_dict().items()}
+    streams = tokenizer.streams(latent)
+    assert tokenizer.training and all(torch.equal(v, before[k]) for k, v in tokenizer.state_dict().items())
+    tokenizer.eval()
+    assert torch.allclose(streams, tokenizer(latent).streams)
     tokenizer.eval()
     with torch.no_grad():
         again = tokenizer(latent)
         assert torch.allclose(tokenizer.decode(again.codes), again.latent, atol=1e-5)
-        # the streams add up to the quantised vector (before the output map)
-        assert torch.allclose(tokenizer.project_out(again.streams.sum(0)), again.latent, atol=1e-5)
-        # more codebooks, closer to the input: the residual of the last is smaller than the first's
-        first = tokenizer.project_out(again.streams[0])
-        assert (again.latent - latent).norm() < (first - latent).norm()
+        # the last residual is what the quantiser misses: the input less its quantisation
+        x = tokenizer.project_in(latent)
+        assert torch.allclose(tokenizer.project_out(x - again.streams[-1]), again.latent, atol=1e-5)
+        # more codebooks, closer to the input: each residual smaller than the one before
+        norms = again.streams.norm(dim=-1).mean(dim=(1, 2))
+        assert (norms.diff() < 0).all()
 
 
 def test_mutual_information_of_known_pairs():

@@ -10,7 +10,7 @@ import torch
 
 from umt.checkpoint import load_checkpoint, load_model
 from umt.cli import main
-from umt.lm import LMConfig, TokenLM
+from umt.lm import KVCache, LMConfig, TokenLM
 from umt.training.loop import train
 
 K, N = 3, 16
@@ -57,6 +57,33 @@ def test_lm_learns_a_pattern_and_continues_a_prompt(mode: str):
     assert (out[:, 2] == previous).float().mean() > 0.9  # across frames
 
 
+@pytest.mark.parametrize("mode", ["parallel", "joint"])
+def test_the_key_value_cache_gives_the_logits_of_the_whole_window(mode: str):
+    torch.manual_seed(0)
+    lm = TokenLM(LMConfig(K, N, mode, layers=2, heads=2, dim=16, context=10, dropout=0.2)).eval()  # no dropout in eval
+    inputs, _, codebook = lm.sequences(torch.randint(0, N, (2, 10 + lm.margin(), K)))
+
+    def part(lo: int, hi: int) -> tuple:  # positions lo..hi of the inputs (joint: and their codebooks)
+        return (inputs[:, lo:hi],) if mode == "parallel" else (inputs[:, lo:hi], (codebook[lo:hi] - 1) % K)
+
+    with torch.no_grad():
+        whole = lm(*part(0, inputs.shape[1]))
+        cache = KVCache()
+        pieces = [lm(*part(0, 4), cache=cache)]  # a prompt, then one position at a time
+        pieces += [lm(*part(i, i + 1), cache=cache) for i in range(4, inputs.shape[1])]
+        assert cache.held() == inputs.shape[1]
+        torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="window holds"):
+            lm(*part(0, 1), cache=cache)
+    # generation with and without the cache: the same tokens while the window has room (the
+    # last step sees prompt and continuation but one), and music of the length asked for
+    # beyond it, where the cached window restarts
+    prompt = torch.randint(0, N, (5, K))
+    room = lm.cfg.context - len(prompt) + 1
+    assert torch.equal(lm.continuation(prompt, room, 0.0, cache=True), lm.continuation(prompt, room, 0.0, cache=False))
+    assert lm.continuation(prompt, 4 * lm.cfg.context, 1.0, torch.Generator().manual_seed(0)).shape == (40, K)
+
+
 def test_the_attention_heads_can_be_hooked():
     lm = TokenLM(LMConfig(K, N, "parallel", layers=2, heads=4, dim=16, context=8)).eval()
     seen = []
@@ -69,7 +96,8 @@ def test_the_attention_heads_can_be_hooked():
 def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "ft"
     options = dict(steps=3, val_every=3, val_items=2, render_batch_size=0, crop=1600,
-                   model_overrides={"codebooks": 2, "codebook_size": 8}, loss_weights={"mmd": 1.0})  # fmt: skip
+                   model_overrides={"codebooks": 2, "codebook_size": 8}, loss_weights={"mmd": 1.0},
+                   mmd_macro_batches=2)  # fmt: skip
     train(two_domains, out, options, "cpu", base=tiny_spectral_checkpoint)
     before, after = load_checkpoint(tiny_spectral_checkpoint)["model"], load_checkpoint(out / "last.pt")
     assert after["classifier"] is None and after["train"]["freeze_encoder"]
@@ -98,7 +126,8 @@ def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spec
 def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path, capsys):
     tok = tmp_path / "tok"
     assert main(["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tok),
-                 "--codebooks", "2", "--codebook-size", "8", "--mmd-weight", "1", "--steps", "2"]) == 0  # fmt: skip
+                 "--codebooks", "2", "--codebook-size", "8", "--mmd-weight", "1", "--mmd-macro-batches", "2",
+                 "--steps", "2"]) == 0  # fmt: skip
     assert "mmd" in capsys.readouterr().out
     model = tok / "last.pt"
     assert (
@@ -215,16 +244,19 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     capsys.readouterr()
     steered = tmp_path / "steered.wav"
     assert main(["generate", "--prompt", str(prompt), "--seconds", "0.3", "--to", "high", "-o", str(steered), "--model", str(shipped),
-                 "--steer", f"{probe}:3", "--steer-threshold", "0.5"]) == 0  # fmt: skip
+                 "--steer", f"{probe}:3"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "steering towards 'high' at alpha 3: lm." in out and "the nudge applied at" in out and steered.is_file()
+    assert "steering towards 'high' at alpha 3:" in out and "from lm.0.0" in out and "monitored, stops at C >=" in out
+    assert "the nudge applied at" in out and steered.is_file()
     assert main(["translate", str(prompt), "-o", str(tmp_path / "st"), "--model", str(shipped), "--to", "high", "--steer", str(probe),
-                 "--steer-threshold", "1"]) == 0  # fmt: skip
-    assert "frames.high." in capsys.readouterr().out and (tmp_path / "st" / "high" / prompt.name).is_file()
-    # the probe reads the mean over the clips it was trained on: 0.5 s = 50 frames (LM heads: at most its context)
+                 "--no-steer-monitor"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "from frames.high.0" in out and "not monitored" in out and (tmp_path / "st" / "high" / prompt.name).is_file()
+    # a model site's probe reads the mean over the clips it was trained on (0.5 s = 50 frames), an LM head's the last step
     from umt.steering import load_probes
 
-    assert {p.window for p in load_probes(probe)[1] if p.site == "latent"} == {51}
+    windows = {p.site: p.window for p in load_probes(probe)[1]}
+    assert windows["latent"] == 51 and {w for site, w in windows.items() if site.startswith("lm.")} == {1}
 
     # mistakes get one line
     bad = [
@@ -241,7 +273,7 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         ["translate", str(prompt), "-o", str(tmp_path / "t2"), "--model", str(tiny_spectral_checkpoint), "--tokens"],
         ["lm", "train", str(two_domains), "--model", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "lm2")],
         ["translate", str(prompt), "-o", str(tmp_path / "t3"), "--model", str(shipped), "--steer", str(model)],  # not a probe
-        ["translate", str(prompt), "-o", str(tmp_path / "t4"), "--model", str(shipped), "--steer", str(probe), "--steer-threshold", "2"],
+        ["translate", str(prompt), "-o", str(tmp_path / "t4"), "--model", str(shipped), "--steer", f"{probe}x:2"],  # no file
         ["probe", "train", "--with", str(tmp_path / "nowhere"), "--without", str(src / "low"), "--trait", "x",
          "--model", str(shipped), "-o", str(tmp_path / "p.pt")],
     ]  # fmt: skip

@@ -293,3 +293,31 @@ def test_loss_weights_layer_kind_by_kind_and_read_runs_from_before_the_map():
     assert losses.parse_weights(["spectrum=2", "mmd=0"]) == {"spectrum": 2.0, "mmd": 0.0}
     with pytest.raises(UserError, match="--loss-weight chroma=1: expected KIND=W"):
         losses.parse_weights(["chroma=1"])
+
+
+def test_a_solver_with_patience_stops_once_validation_stops_improving(tmp_path: Path):
+    from umt.training.solver import Solver
+
+    class Scripted(Solver):  # validation scores read from a list, one a step
+        def __init__(self, scores: list[float], patience: int):
+            super().__init__(tmp_path / f"run{patience}", steps=len(scores), checkpoint_every=100, val_every=1,
+                             patience=patience)  # fmt: skip
+            self.scores = iter(scores)
+
+        def run_step(self, batch) -> dict[str, float]:
+            return {}
+
+        def validate(self) -> float:
+            return next(self.scores)
+
+        def state(self) -> dict:
+            return {"step": self.step, "best": self.best, "since_best": self.since_best}
+
+    scores = [3.0, 2.0, 2.5, 2.6, 1.0, 0.5]
+    patient = Scripted(scores, patience=2)
+    patient.fit(range(len(scores)))
+    assert (patient.step, patient.best, patient.since_best) == (4, 2.0, 2)  # two worse in a row after the best
+    assert torch.load(patient.out / "last.pt", weights_only=True)["step"] == 4  # saved where it stopped
+    runs_all = Scripted(scores, patience=0)
+    runs_all.fit(range(len(scores)))
+    assert (runs_all.step, runs_all.best) == (6, 0.5)

@@ -149,7 +149,7 @@ class Studio:
         if options.trait not in self.probes:
             raise UserError(f"no probe {options.trait!r} (this page has {', '.join(self.probes) or 'none'})")
         groups = [frame_sites(self.model, d) for d in domains]
-        return choose([f"{self.probes[options.trait]}:{options.alpha:g}"], groups, best=4, threshold=0.9)
+        return choose([f"{self.probes[options.trait]}:{options.alpha:g}"], groups)
 
     def _sweep(self) -> None:
         """Delete request folders older than KEEP_SECONDS."""

@@ -14,7 +14,8 @@ The kinds:
   confusion   the encoder's term against the domain classifier (negative: it rewards confusion)
   realism     how far the target domain's critic finds translated spectra from real ones
               (umt.modules.critic; least squares)
-  mmd         the dependence between a tokenizer's codebooks (Lemercier et al., 2024)
+  mmd         the dependence between a tokenizer's codebooks (Lemercier et al., 2024), on a
+              macro-batch of many steps' latents: a term only every TrainConfig.mmd_macro_batches steps
 The domain classifier's own loss (classifier_ce) and the critics' (critic) have their own
 optimisers and no weight.
 """
@@ -102,13 +103,13 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, how: str) -> torch.Ten
     return -F.cross_entropy(logits, labels)
 
 
-def mmd(streams: torch.Tensor, delayed: bool) -> torch.Tensor:
-    """The dependence between codebooks, streams [K, B, T, D] (umt.quantization.mmd), compared
-    at the parallel token LM's delays (codebook k, k frames earlier) when `delayed` and the
-    crops are long enough."""
+def mmd(streams: torch.Tensor, delayed: bool, positions: int) -> torch.Tensor:
+    """The dependence between codebooks, residual streams [K, B, T, D] (umt.quantization.mmd)
+    on up to `positions` positions, compared at the parallel token LM's delays (codebook k, k
+    frames earlier) when `delayed` and the crops are long enough."""
     k = streams.shape[0]
     delays = list(range(k)) if delayed and streams.shape[2] > k else None
-    return independence_mmd(streams, delays)
+    return independence_mmd(streams, delays, positions)
 
 
 def terms(out: Predictions) -> dict[str, torch.Tensor]:

@@ -15,6 +15,10 @@ Sound:
     the difference, averaged over frames.
   - mr_stft_distance: multi-resolution STFT distance (spectral convergence plus log-magnitude L1,
     averaged over three resolutions), as the vocoder literature trains and scores with.
+Music, of one clip (generated continuations against the corpus's own clips):
+  - note_statistics: from basic-pitch's notes, notes per second, the entropy of their pitch
+    classes (bits; 0 for one pitch class, log2 12 = 3.58 for all alike), and repetition, the
+    share of the note-pitch trigrams that already occurred earlier in the clip.
 Envelopes:
   - envelope_correlation: Pearson correlation of the two clips' loudness envelopes (RMS in dB per
     16 ms, the quietest 50 dB below the loudest): a piano's strike-and-decay at every note against
@@ -141,6 +145,23 @@ def onset_f1(notes: np.ndarray, reference: np.ndarray) -> float:
         reference[:, :2], hz(reference), notes[:, :2], hz(notes), onset_tolerance=ONSET_TOLERANCE, offset_ratio=None
     )
     return float(f1)
+
+
+def note_statistics(notes: np.ndarray, seconds: float) -> dict[str, float | None]:
+    """Notes [n, 3] (transcribe) of a clip of `seconds` -> notes_per_second, pitch_class_entropy
+    (bits; None without notes) and repetition (None under 4 notes)."""
+    if len(notes) == 0:
+        return {"notes_per_second": 0.0, "pitch_class_entropy": None, "repetition": None}
+    pitches = notes[np.argsort(notes[:, 0], kind="stable"), 2].astype(int)
+    counts = np.bincount(pitches % 12, minlength=12)
+    p = counts[counts > 0] / counts.sum()
+    trigrams = [tuple(pitches[i : i + 3]) for i in range(len(pitches) - 2)]
+    repeated = [gram in trigrams[:i] for i, gram in enumerate(trigrams)]
+    return {
+        "notes_per_second": len(notes) / seconds,
+        "pitch_class_entropy": float(-(p * np.log2(p)).sum()),
+        "repetition": float(np.mean(repeated)) if len(pitches) >= 4 else None,
+    }
 
 
 # ---------------------------------------------------------------- sound

@@ -8,14 +8,15 @@ latent (`latent`), or one layer of a domain's frame network (`frames.<domain>.<l
 1. Probes. For each site, a logistic regression (scikit-learn) learns to tell examples with a
    trait from examples without it, from the site's activations averaged over time (one vector
    per example); its accuracy on held-out examples says how much of the trait the site carries.
-2. Intervention. At inference, a forward hook adds alpha * sigma * theta to the chosen sites'
-   activations at every time step: theta the probe's unit direction (towards the trait), sigma
-   the spread of the training activations along it, so alpha is in standard deviations.
-3. Self-monitoring. The first steered site of each network call reads its probe at every
-   time step before any nudge, averaged over the trailing window the probe was trained on
-   (what the music up to that step makes of the trait); where the trait has been read for
-   `patience` steps running the nudge pauses, so a trait that is there is not pushed further
-   at the cost of the music, and it resumes if the trait fades.
+   A frame network's probe reads its site's activations averaged over the example; an LM
+   head's reads the example's last step (its attention has seen the rest), as in the paper.
+2. Intervention. At inference, a forward hook adds alpha * gain * weight * sigma * theta to every
+   site of the trait's network: theta the probe's unit direction (towards the trait), sigma the
+   spread of the training activations along it (alpha is in standard deviations), the weight
+   the probe's normalised accuracy cubed (site_weights: SMITIN's soft weighting of heads).
+3. Self-monitoring. The gain is 1 - C, C the median reading of the best 16 probes, and 0 once C
+   reaches a threshold set from the probes (their median accuracy less one standard deviation):
+   a trait that is there is not pushed further at the cost of the music (Steering).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Site:
     module: nn.Module
     head: int | None = None  # which head of an attention's [B, T, heads, head_dim] output
     chain: nn.Module | None = None  # the network one call of which runs this site (None: the module itself)
+    causal: bool = False  # a step sees only the steps before it (the token LM): read and nudged at the newest
 
     def select(self, output: torch.Tensor) -> torch.Tensor:
         """The site's activations [B, T, D] in its module's output."""
@@ -48,7 +50,7 @@ class Site:
 def lm_sites(lm: nn.Module) -> list[Site]:
     """Every attention head of a token LM (umt.lm.TokenLM)."""
     return [
-        Site(f"lm.{i}.{h}", block.attention.heads, h, lm)
+        Site(f"lm.{i}.{h}", block.attention.heads, h, lm, causal=True)
         for i, block in enumerate(lm.blocks)
         for h in range(block.attention.n_heads)
     ]
@@ -74,16 +76,18 @@ def model_sites(model: nn.Module, domain: str) -> list[Site]:
 def collect(
     sites: list[Site], run: Callable[[], object], steps: dict[str, int] | None = None
 ) -> dict[str, torch.Tensor]:
-    """Each site's activations averaged over time, [examples, D], over everything run() computes;
-    `steps`, if given, gets the fewest time steps a site's averages were taken over."""
+    """Each site's activations, [examples, D], over everything run() computes: averaged over
+    time, or a causal site's at the last step; `steps`, if given, gets the fewest time steps a
+    site's examples were taken over (1 for a causal site)."""
     seen: dict[str, list[torch.Tensor]] = {site.name: [] for site in sites}
 
     def hook(site: Site):
         def record(module, args, output):
             activations = site.select(output)
-            seen[site.name].append(activations.float().mean(dim=1).cpu())
+            taken = activations[:, -1:] if site.causal else activations
+            seen[site.name].append(taken.float().mean(dim=1).cpu())
             if steps is not None:
-                steps[site.name] = min(steps.get(site.name, activations.shape[1]), activations.shape[1])
+                steps[site.name] = min(steps.get(site.name, taken.shape[1]), taken.shape[1])
 
         return record
 
@@ -165,93 +169,181 @@ def fit_probes(
     return sorted(probes, key=lambda p: -p.accuracy)
 
 
-MONITOR_PATIENCE = (
-    25  # consecutive time steps (a quarter second at 100 frames/s) read as the trait that pause the nudge
-)
+MONITORS = 16  # the best probes whose median reading is the monitor's C (SMITIN: the best 16 heads)
+
+
+def site_weights(probes: list[Probe]) -> list[float]:
+    """SMITIN's soft weighting of the sites it steers: each probe's accuracy normalised (above
+    chance, relative to the best probe's) and cubed, so the nudge goes mostly where the trait
+    is read best and not at all where a probe reads chance."""
+    best = max(p.accuracy for p in probes)
+    return [(max(0.0, p.accuracy - 0.5) / max(best - 0.5, 1e-6)) ** 3 for p in probes]
+
+
+def stop_threshold(probes: list[Probe]) -> float:
+    """SMITIN's threshold for the monitor, set from the probes themselves: their median held-out
+    accuracy less one standard deviation."""
+    accuracies = np.array([p.accuracy for p in probes])
+    return float(np.median(accuracies) - accuracies.std())
+
+
+@dataclass
+class Group:
+    """One trait steered in one network (one chain: the token LM, or a domain's frame network):
+    its sites and probes, alpha, each site's weight, the monitor's probes and threshold."""
+
+    pairs: list[tuple[Site, Probe]]
+    alpha: float
+    weights: list[float]
+    monitors: list[Probe]
+    threshold: float
+
+    @classmethod
+    def of(cls, pairs: list[tuple[Site, Probe]], alpha: float) -> Group:
+        probes = [probe for _, probe in pairs]
+        for site, probe in pairs:
+            if site.causal and probe.window != 1:
+                raise UserError(
+                    f"the probe of {site.name} was trained on activations averaged over time; SMITIN reads the newest "
+                    "step: train the probes again (umt probe train)"
+                )
+        best = sorted(probes, key=lambda p: -p.accuracy)[:MONITORS]
+        return cls(pairs, alpha, site_weights(probes), best, stop_threshold(probes))
+
+    @property
+    def chain(self) -> nn.Module:
+        site = self.pairs[0][0]
+        return site.chain if site.chain is not None else site.module
+
+    def gain(self, confidence: torch.Tensor, monitored: bool) -> torch.Tensor:
+        """The nudge's strength, a factor of alpha, where the monitor reads `confidence` (C):
+        1 - C below the threshold and 0 from it on (SMITIN); 1 everywhere unmonitored (ITI)."""
+        if not monitored:
+            return torch.ones_like(confidence)
+        return torch.where(confidence >= self.threshold, torch.zeros_like(confidence), 1 - confidence)
 
 
 class Steering:
-    """Forward hooks that nudge the chosen sites along their probes' directions (alpha sigma
-    theta) and, with a threshold, monitor themselves.
+    """SMITIN (Koo et al., 2024): forward hooks that nudge every site of a trait's group along its
+    probe's direction, by alpha * gain * weight * sigma * theta, and, monitored, set the gain from
+    the probes' own reading of the trait.
 
-    The monitor of one call of a network (a frame network over a recording, the token LM over
-    its context) is the first steered site that call runs, read before any nudge: its
-    activations then hold only what the network was given, the source (translation) or the
-    music generated so far (generation), where a site after a nudged one would read the nudge
-    itself. At every time step its probe is read on those activations averaged over the
-    trailing `window` steps the probe was trained on; the nudge is off at a step (at every
-    site of the call) when the `patience` readings before it were all at or above the
-    threshold, and on again once a reading falls below it. The rule looks only backwards in
-    time, so it is the same whether a call holds a whole recording or a generation's context
-    up to its newest step.
+    The monitor's reading C is the median probability that the group's best MONITORS probes read
+    (each on the activations it was trained on: a frame network's averaged over its trailing
+    window, an LM head's at one step). The gain is 1 - C, and 0 once C reaches the group's
+    threshold (stop_threshold): the more of the trait is there, the less it is pushed, and not
+    at all once the probes are as sure as they are accurate. Unmonitored, the gain is 1 (plain
+    inference-time intervention, ITI).
+      - Token LM (causal sites, generation with the key-value cache): each call adds the newest
+        step; its sites are nudged there with the gain the previous call's readings set, and
+        read there for the next (the prompt's call is read, not nudged).
+      - Frame networks (translation, one call over a whole recording): a first pass without
+        nudges reads C at every time step (what the source makes of the trait in this target),
+        then the call runs nudged, each step with its own gain.
 
-    log: per hook call, (site, readings [T], nudged [T]), each the mean over the batch (the
-    readings of each site, the nudge of its call's monitor)."""
+    log: per call of a group, (the group's first site, the gain at each step [T], C [T]), means over the batch."""
 
-    def __init__(
-        self, sites: list[Site], probes: list[Probe], alpha: float | list[float], threshold: float | None = None,
-        patience: int = MONITOR_PATIENCE,
-    ):  # fmt: skip
+    def __init__(self, groups: list[Group], monitored: bool = True):
+        self.groups, self.monitored = groups, monitored
+        self.log: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        self._readings: dict[tuple[int, str], torch.Tensor] = {}  # (group, site) -> its latest readings [B, T]
+        self._gains: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}  # group -> (gain, C) of this call
+        self._reading_only = False  # a monitor's pass without nudges is under way
+
+    @classmethod
+    def towards(cls, sites: list[Site], probes: list[Probe], alpha: float, monitored: bool = True) -> Steering:
+        """One trait's probes at their sites, all in one network."""
         by_name = {site.name: site for site in sites}
         missing = [p.site for p in probes if p.site not in by_name]
         if missing:
             raise UserError(f"the probes' sites {', '.join(missing)} are not in this model")
-        self.pairs = [(by_name[p.site], p) for p in probes]
-        self.alphas = alpha if isinstance(alpha, list) else [alpha] * len(probes)  # one per probe
-        self.threshold, self.patience = threshold, patience
-        self.log: list[tuple[str, torch.Tensor, torch.Tensor]] = []
-        self._gates: dict[int, torch.Tensor | None] = {}  # per chain: the current call's gate, once its monitor ran
+        return cls([Group.of([(by_name[p.site], p) for p in probes], alpha)], monitored)
 
-    def gate(self, readings: torch.Tensor) -> torch.Tensor:
-        """Readings [B, T] -> 1.0 where the nudge applies, 0.0 where the `patience` readings
-        before the step were all at or above the threshold."""
-        if self.threshold is None:
-            return torch.ones_like(readings)
-        above = F.pad((readings >= self.threshold).float().cumsum(dim=1), (1, 0))  # [B, T + 1]: readings above before t
-        run = above[:, :-1] - F.pad(above, (self.patience, 0))[:, : readings.shape[1]]  # of the `patience` before t
-        return (run < self.patience).float()
+    # ------------------------------------------------------------ the monitor
 
-    def _chain(self, site: Site) -> nn.Module:
-        return site.chain if site.chain is not None else site.module
+    def _confidence(self, g: int) -> torch.Tensor | None:
+        """C [B, T]: the median of the group's monitor probes' latest readings (None before any)."""
+        readings = [self._readings.get((g, p.site)) for p in self.groups[g].monitors]
+        return None if any(r is None for r in readings) else torch.stack(readings).median(dim=0).values
 
     def _start_call(self, chain: nn.Module):
-        def hook(module, args):
-            self._gates[id(chain)] = None
+        mine = [g for g, group in enumerate(self.groups) if group.chain is chain]
+        causal = self.groups[mine[0]].pairs[0][0].causal
+
+        def hook(module, args, kwargs):
+            if self._reading_only:
+                return
+            if not causal and self.monitored:  # a first pass reads every site, nudges none
+                self._reading_only = True
+                try:
+                    with torch.no_grad():
+                        module(*args, **kwargs)
+                finally:
+                    self._reading_only = False
+            for g in mine:
+                # generation: C of the previous step's readings, at its newest step; translation:
+                # of the pass just run; unmonitored translation reads nothing first (gain 1)
+                confidence = self._confidence(g) if causal or self.monitored else None
+                if causal and confidence is not None:
+                    confidence = confidence[:, -1:]
+                if confidence is None:  # the prompt's call (read, not nudged), or unmonitored frames
+                    self._gains[g] = None
+                else:
+                    self._gains[g] = (self.groups[g].gain(confidence, self.monitored), confidence)
 
         return hook
 
-    def _hook(self, site: Site, probe: Probe, alpha: float):
-        chain = id(self._chain(site))
-        nudge = alpha * probe.spread * probe.direction
+    # ------------------------------------------------------------ the sites
+
+    def _hook(self, g: int, site: Site, probe: Probe, weight: float):
+        group = self.groups[g]
+        nudge = group.alpha * weight * probe.spread * probe.direction
+        logs = probe is group.pairs[0][1]  # one log entry a call of the group
 
         def hook(module, args, output):
             activations = site.select(output)
-            readings = probe.read_running(activations)  # before this site's nudge
-            if self._gates.get(chain) is None:  # the call's first steered site: its monitor
-                self._gates[chain] = self.gate(readings)
-            nudged = self._gates[chain]
-            self.log.append((site.name, readings.mean(dim=0).cpu(), nudged.mean(dim=0).cpu()))
+            reading = probe.read(activations[:, -1:]) if site.causal else probe.read_running(activations)
+            self._readings[g, probe.site] = reading
+            if self._reading_only:
+                return None
+            if self._gains.get(g) is not None:
+                gain, confidence = self._gains[g]
+            elif site.causal or self.monitored:
+                return None  # the prompt's call: read, not nudged
+            else:  # unmonitored, over a recording: full strength at every step
+                gain = torch.ones(activations.shape[:2], device=activations.device)
+                confidence = torch.full_like(gain, float("nan"))
+            if logs:
+                self.log.append((site.name, gain.float().mean(dim=0).cpu(), confidence.float().mean(dim=0).cpu()))
             steered = output.clone()
-            site.select(steered).add_((nudged[..., None] * nudge.to(output.device)).to(output.dtype))
+            at = site.select(steered)[:, -1:] if site.causal else site.select(steered)
+            at.add_((gain[..., None].to(at.device) * nudge.to(at.device)).to(at.dtype))
             return steered
 
         return hook
 
-    def newest_nudged(self) -> float:
-        """Generation: the share of steps whose newest time step was nudged (over sites)."""
-        return float(np.mean([float(nudged[-1]) for _, _, nudged in self.log])) if self.log else 0.0
+    # ------------------------------------------------------------ what it did
 
     def nudged_share(self) -> float:
-        """Translation: the share of all time steps nudged (over sites and calls)."""
-        return float(torch.cat([nudged for _, _, nudged in self.log]).mean()) if self.log else 0.0
+        """The share of steered steps (time steps of a recording, or generated steps) nudged at all."""
+        gains = [gain for _, gain, _ in self.log]
+        return float((torch.cat(gains) > 0).float().mean()) if gains else 0.0
+
+    def mean_gain(self) -> float:
+        """The nudge's mean strength over the steered steps, a factor of alpha."""
+        gains = [gain for _, gain, _ in self.log]
+        return float(torch.cat(gains).mean()) if gains else 0.0
 
     @contextmanager
     def applied(self) -> Iterator[Steering]:
-        chains = list({id(self._chain(site)): self._chain(site) for site, _ in self.pairs}.values())
-        handles = [chain.register_forward_pre_hook(self._start_call(chain)) for chain in chains]
+        self._readings.clear()
+        self._gains.clear()
+        chains = list({id(group.chain): group.chain for group in self.groups}.values())
+        handles = [chain.register_forward_pre_hook(self._start_call(chain), with_kwargs=True) for chain in chains]
         handles += [
-            site.module.register_forward_hook(self._hook(site, probe, a))
-            for (site, probe), a in zip(self.pairs, self.alphas)
+            site.module.register_forward_hook(self._hook(g, site, probe, weight))
+            for g, group in enumerate(self.groups)
+            for (site, probe), weight in zip(group.pairs, group.weights)
         ]
         try:
             yield self
@@ -319,32 +411,29 @@ def load_probes(path) -> tuple[str, list[Probe]]:
     )
 
 
-def choose(steer: list[str], groups: list[list[Site]], best: int, threshold: float) -> Steering | None:
+def choose(steer: list[str], groups: list[list[Site]], monitored: bool = True) -> Steering | None:
     """The Steering of every --steer PROBE[:ALPHA] in `steer`, or None when there is none: in
     each group of sites (the sites one output runs through: one target domain's frame network,
-    or the LM's heads), the probe's `best` sites (--steer-sites), monitored at `threshold`
-    (--steer-threshold; 1: never paused)."""
+    or the LM's heads), every site the probe file has a probe for, weighted and monitored as
+    SMITIN does (Steering; monitored=False: plain ITI, --no-steer-monitor)."""
     if not steer:
         return None
-    if best < 1:
-        raise UserError("--steer-sites must be positive")
-    if not 0 < threshold <= 1:
-        raise UserError(f"--steer-threshold {threshold:g}: choose a probability in (0, 1]")
-    sites = list({site.name: site for group in groups for site in group}.values())
-    chosen, alphas = [], []
+    chosen = []
     for text in steer:
         path, alpha = parse_steer(text)
         trait, probes = load_probes(Path(path))
-        in_groups = [[p for p in probes if p.site in {site.name for site in group}][:best] for group in groups]
-        usable = list({p.site: p for group in in_groups for p in group}.values())
-        if not usable:
+        by_site = {p.site: p for p in probes}
+        found = [Group.of([(site, by_site[site.name]) for site in group if site.name in by_site], alpha)
+                 for group in groups if any(site.name in by_site for site in group)]  # fmt: skip
+        if not found:
             raise UserError(f"--steer {text}: none of its probes' sites is in this model")
-        chosen += usable
-        alphas += [alpha] * len(usable)
-        print(
-            f"steering towards {trait!r} at alpha {alpha:g}: {', '.join(f'{p.site} ({p.accuracy:.2f})' for p in usable)}"
-        )
-    return Steering(sites, chosen, alphas, threshold if threshold < 1 else None)
+        chosen += found
+        for group in found:
+            best = group.monitors[0]
+            print(f"steering towards {trait!r} at alpha {alpha:g}: {len(group.pairs)} sites from "
+                  f"{group.pairs[0][0].name} (best {best.site}, {best.accuracy:.2f}); "
+                  + (f"monitored, stops at C >= {group.threshold:.2f}" if monitored else "not monitored"))  # fmt: skip
+    return Steering(chosen, monitored)
 
 
 def parse_steer(text: str) -> tuple[str, float]:

@@ -44,6 +44,7 @@ def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given
         "model_overrides": model,
         "freeze_decoders": not tune_decoders,
         **given,
+        "loss_weights": {**TOKENIZER_RUN["loss_weights"], **given.get("loss_weights", {})},
     }
 
 
@@ -117,8 +118,10 @@ def train_lm(
     seed: int = 0,
     val_every: int = 250,
     resume: bool = False,
+    patience: int = 0,
 ) -> dict:
-    """Train (or resume) a token LM in `out` (last.pt, best.pt); returns the final scores."""
+    """Train (or resume) a token LM in `out` (last.pt, best.pt) for `steps` steps, or until
+    `patience` validations in a row found no lower val NLL; returns the final scores."""
     state = run_state(out, resume, load_lm_state)
     if state is not None:
         cfg = LMConfig(**state["config"])
@@ -128,7 +131,7 @@ def train_lm(
             f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs"
         )
     torch.manual_seed(seed)
-    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every, batch)
+    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every, batch, patience)
     if state is not None:
         solver.restore(state)
     train_files = split_tokens(translator, manifest, "train")
@@ -153,8 +156,8 @@ def train_lm(
 class LMSolver(Solver):
     """The token LM's training: AdamW on the NLL of random windows; last.pt at each validation."""
 
-    def __init__(self, lm: TokenLM, out: Path, steps: int, lr: float, val_every: int, batch: int):
-        super().__init__(out, steps, checkpoint_every=val_every, val_every=val_every)
+    def __init__(self, lm: TokenLM, out: Path, steps: int, lr: float, val_every: int, batch: int, patience: int = 0):
+        super().__init__(out, steps, checkpoint_every=val_every, val_every=val_every, patience=patience)
         self.lm, self.device, self.batch = lm, next(lm.parameters()).device, batch
         self.optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
         self.val_files: list[torch.Tensor] = []
@@ -166,6 +169,7 @@ class LMSolver(Solver):
         self.lm.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.best = state["step"], state["best_val_bits"]
+        self.since_best = state.get("since_best", 0)
 
     def run_step(self, batch: torch.Tensor) -> dict[str, float]:
         loss = self.lm.loss(batch.to(self.device))
@@ -190,7 +194,8 @@ class LMSolver(Solver):
 
     def state(self) -> dict:
         return {"kind": LM_KIND, "config": asdict(self.lm.cfg), "model": self.lm.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "step": self.step, "best_val_bits": self.best}  # fmt: skip
+                "optimizer": self.optimizer.state_dict(), "step": self.step, "best_val_bits": self.best,
+                "since_best": self.since_best}  # fmt: skip
 
     def line(self, text: str) -> None:
         self.progress.write(text)

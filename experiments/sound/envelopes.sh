@@ -20,13 +20,20 @@ declare -A VARIANT=(
   [chroma1]="--chroma-weight 1"                                   # the control with the notes weighed more
   [chroma3]="--chroma-weight 3"
   [chroma10]="--chroma-weight 10"
+  [default-envelope-piano]="--chroma-weight 3 --critic envelope --realism-weight 0.3 --critic-domains piano"
+  [default-envelope-piano-chroma10]="--chroma-weight 10 --critic envelope --realism-weight 0.3 --critic-domains piano"
 )
+# Variants named default-* start from the shipped default ($W/default.pt, made by default.sh)
+# instead of e6c3780's: its frames already carry chroma3's fine-tuning.
 STEPS=${STEPS:-200}
 EVAL_STEP=${EVAL_STEP:-$STEPS}
 [ -f "$W/flutter-default.pt" ] || git show "$BASE_DEFAULT:umt/assets/default.pt" > "$W/flutter-default.pt"
 val() {  # MODEL NAME
   [ -f "$W/reports/$2-val/metrics.json" ] || nice $UMT evaluate --model "$1" --data "$(corpus tim)" --split val \
     --renderer sines --clips 3 --seconds 4 --judge "$W/judge" --figures 0 --out "$W/reports/$2-val"
+}
+base() {  # VARIANT -> the model it fine-tunes
+  if [[ $1 == default-* ]]; then echo "$W/default.pt"; else echo "$W/flutter-default.pt"; fi
 }
 val "$W/flutter-default.pt" envelopes-base
 for name in "${@:-${!VARIANT[*]}}"; do
@@ -36,7 +43,7 @@ for name in "${@:-${!VARIANT[*]}}"; do
       if [ -f "$run/last.pt" ]; then
         OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --resume
       else
-        OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from "$W/flutter-default.pt" --frames-only \
+        OMP_NUM_THREADS=1 $UMT train "$(corpus tim)" --out "$run" --from "$(base "$v")" --frames-only \
           --lr 2e-4 --render-batch-size 0 --steps "$STEPS" --val-every 100 --keep-every 100 --val-items 16 \
           --precision fp32 --workers 0 ${VARIANT[$v]}
       fi

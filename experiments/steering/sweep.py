@@ -89,16 +89,18 @@ def excerpt(src: Path, dst: Path, seconds: float, rate: int) -> None:
         write_audio(dst, load_audio(src, rate)[: int(seconds * rate)], rate)
 
 
-def settings(alphas: list[float]) -> list[tuple[str, float, float]]:
-    """(name, alpha, threshold): unsteered, then each alpha not monitored (threshold 1) and monitored (0.9)."""
-    rows = [(SETTINGS_ZERO, 0.0, 1.0)]
+def settings(alphas: list[float]) -> list[tuple[str, float, bool]]:
+    """(name, alpha, monitored): unsteered, then each alpha not monitored (ITI) and monitored (SMITIN)."""
+    rows = [(SETTINGS_ZERO, 0.0, False)]
     for alpha in alphas:
-        rows += [(f"{alpha:g}, not monitored", alpha, 1.0), (f"{alpha:g}, monitored", alpha, 0.9)]
+        rows += [(f"{alpha:g}, not monitored", alpha, False), (f"{alpha:g}, monitored", alpha, True)]
     return rows
 
 
-def steer_flags(probe: Path, alpha: float, threshold: float) -> list[str]:
-    return [] if alpha == 0 else ["--steer", f"{probe}:{alpha:g}", "--steer-threshold", f"{threshold:g}"]
+def steer_flags(probe: Path, alpha: float, monitored: bool) -> list[str]:
+    if alpha == 0:
+        return []
+    return ["--steer", f"{probe}:{alpha:g}"] + ([] if monitored else ["--no-steer-monitor"])
 
 
 def run(command: list[str]) -> float | None:
@@ -147,7 +149,7 @@ def main() -> None:
                             rate) for _, name in names] for s in ("without", "with")}  # fmt: skip
         rows = {}
         outputs: dict[str, list[np.ndarray]] = {}
-        for name, alpha, threshold in settings(alphas):
+        for name, alpha, monitored in settings(alphas):
             folder = args.out / side / re.sub(r"[^0-9a-z.]+", "-", name)
             nudged = []
             for domain, piece in names:
@@ -161,7 +163,7 @@ def main() -> None:
                                "--model", str(args.model), "--renderer", args.renderer]  # fmt: skip
                     target = folder / domain / args.to / (Path(piece).stem + ".wav")
                 if not target.exists():
-                    share = run(command + steer_flags(args.probe, alpha, threshold))
+                    share = run(command + steer_flags(args.probe, alpha, monitored))
                     if share is not None:
                         nudged.append(share)
                 outputs.setdefault(name, []).append(load_audio(target, rate))

@@ -59,18 +59,12 @@ def steer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steer", action="append", default=[], metavar="PROBE[:ALPHA]",
         help="nudge the model towards a probe's trait (umt probe train), ALPHA standard deviations along its "
-        "direction (default 2; negative: away from it); repeatable",
+        "direction at its best sites (default 2; negative: away from it); repeatable",
     )  # fmt: skip
     parser.add_argument(
-        "--steer-sites",
-        type=int,
-        default=4,
-        help="the probe's best sites that are nudged, per target domain (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--steer-threshold", type=float, default=0.9,
-        help="self-monitoring: the nudge pauses while the probes have read the trait with at least this probability "
-        "for a quarter second running; 1 = never pause (default: %(default)s)",
+        "--no-steer-monitor", dest="steer_monitor", action="store_false",
+        help="nudge at full strength throughout; by default the nudge weakens as the probes read the trait and "
+        "stops once they are as sure as they are accurate (SMITIN's self-monitoring)",
     )  # fmt: skip
 
 
@@ -78,7 +72,7 @@ def steering(args: argparse.Namespace, groups: list[list]):
     """The Steering of the --steer flags over these groups of sites (umt.steering.choose), or None."""
     from umt.steering import choose
 
-    return choose(args.steer, groups, args.steer_sites, args.steer_threshold)
+    return choose(args.steer, groups, args.steer_monitor)
 
 
 def jobs_flag(parser: argparse.ArgumentParser) -> None:

@@ -71,14 +71,16 @@ def run(args: argparse.Namespace) -> int:
         if lm is None:
             raise UserError(f"{model_path} carries no {args.mode} token LM: pass --lm (train one with `umt lm train`)")
     check_fits(lm, model.cfg)
-    # Generation is steered where SMITIN steers it: the LM's attention heads, read at every step.
+    # Generation is steered where SMITIN steers it: the LM's attention heads, read and nudged at
+    # every step (umt.steering.Steering).
     steering = flags.steering(args, [lm_sites(lm)])
     with steering.applied() if steering else contextlib.nullcontext():
         audio, figures = continue_prompt(translator, lm, load_audio(args.prompt, model.cfg.sample_rate), args.seconds, args.to,
                                          args.temperature, args.seed)  # fmt: skip
     if steering:
         print(
-            f"steering: the nudge applied at {steering.newest_nudged():.0%} of the steps (the rest paused by self-monitoring)"
+            f"steering: the nudge applied at {steering.nudged_share():.0%} of the steps (the rest stopped by "
+            f"self-monitoring), at {steering.mean_gain():.2f} x alpha on average"
         )
     write_audio(args.out, audio, model.cfg.sample_rate)
     print(f"wrote {args.out}: {audio.size / model.cfg.sample_rate:.2f} s in {args.to}; the {lm.cfg.mode} LM made "

@@ -29,10 +29,16 @@ def add(commands) -> None:
                    "(one step a token) (default: %(default)s)")  # fmt: skip
     for name in ("layers", "heads", "dim", "context"):
         t.add_argument(f"--{name}", type=int, default=getattr(LMConfig, name), help="(default: %(default)s)")
+    t.add_argument("--dropout", type=flags.finite, default=LMConfig.dropout, help="(default: %(default)s)")
     t.add_argument("--steps", type=int, default=3000, help="(default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=16, help="windows a step (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    t.add_argument("--lr", type=flags.finite, default=1e-3, help="(default: %(default)s)")
     t.add_argument("--val-every", type=int, default=250, help="(default: %(default)s)")
+    t.add_argument(
+        "--patience", type=int, default=0,
+        help="end the run once this many validations in a row found no lower val NLL, before --steps if so "
+        "(default: 0, run every step)",
+    )  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
     flags.device_flag(t)
     t.set_defaults(run=run_train)
@@ -45,8 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
     from umt.tokens import train_lm
     from umt.translator import Translator
 
-    if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0:
-        raise UserError("--steps, --batch-size, --val-every and --lr must be positive")
+    if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0 or args.patience < 0:
+        raise UserError("--steps, --batch-size, --val-every and --lr must be positive, --patience not negative")
     device = flags.device(args.device)
     translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
     model_cfg = translator.model.cfg
@@ -58,10 +64,11 @@ def run_train(args: argparse.Namespace) -> int:
         args.heads,
         args.dim,
         args.context,
+        args.dropout,
     )
     cfg.check()
     scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
-                      args.seed, args.val_every, args.resume)  # fmt: skip
+                      args.seed, args.val_every, args.resume, args.patience)  # fmt: skip
     test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
     print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
     return 0

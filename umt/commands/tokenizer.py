@@ -33,18 +33,28 @@ def add(commands) -> None:
     t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
     t.add_argument(
         "--mmd-weight",
-        type=float,
+        type=flags.finite,
         help=f"weight of the independence loss (default: {TOKENIZER_RUN['loss_weights']['mmd']})",
     )
     t.add_argument(
         "--no-mmd-delays", action="store_true", help="compare codebooks within a frame, not at the parallel LM's delays"
     )
     t.add_argument(
+        "--mmd-macro-batches", type=int,
+        help="the independence loss's macro-batch: the latents of this many steps, a term every that many steps "
+        "(default: 32, as the paper's code)",
+    )  # fmt: skip
+    t.add_argument(
         "--tune-decoders", action="store_true",
         help="fine-tune the frame networks to the quantised latent too (by default they stay as they are, so the "
         "model's continuous translations do not change)",
     )  # fmt: skip
     t.add_argument("--steps", type=int, help=f"(default: {TOKENIZER_RUN['steps']})")
+    t.add_argument("--batch-size", type=int, help="crops per domain (default: the base run's)")
+    t.add_argument(
+        "--loss-weight", action="append", default=[], metavar="KIND=W", dest="loss_weights",
+        help="the weight of a kind of loss term over the base run's (repeatable; umt train --help lists the kinds)",
+    )  # fmt: skip
     t.add_argument("--lr", type=float, help=f"(default: {TOKENIZER_RUN['lr']})")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the base model's run's)")
     flags.device_flag(t)
@@ -67,13 +77,22 @@ def run_train(args: argparse.Namespace) -> int:
     from umt.tokens import tokenizer_run
     from umt.training.loop import train
 
-    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0:
-        raise UserError("--codebooks must be positive, --codebook-size at least 2, --mmd-weight not negative")
-    given = {k: getattr(args, k) for k in ("steps", "lr", "precision") if getattr(args, k) is not None}
+    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0 or (args.mmd_macro_batches or 1) < 1:
+        raise UserError(
+            "--codebooks and --mmd-macro-batches must be positive, --codebook-size at least 2, --mmd-weight not negative"
+        )
+    from umt.losses import parse_weights
+
+    given = {k: getattr(args, k) for k in ("steps", "lr", "precision", "batch_size") if getattr(args, k) is not None}
+    weights = parse_weights(args.loss_weights)
     if args.mmd_weight is not None:
-        given["loss_weights"] = {"mmd": args.mmd_weight}
+        weights["mmd"] = args.mmd_weight
+    if weights:
+        given["loss_weights"] = weights
     if args.no_mmd_delays:
         given["mmd_delayed"] = False
+    if args.mmd_macro_batches is not None:
+        given["mmd_macro_batches"] = args.mmd_macro_batches
     options = given
     if not args.resume:
         if args.base is None:

@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     report.failed += unreadable
     if steering:
         print(
-            f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest paused by self-monitoring)"
+            f"steering: the nudge applied at {steering.nudged_share():.0%} of the frames (the rest stopped by "
+            f"self-monitoring), at {steering.mean_gain():.2f} x alpha on average"
         )
     print(summary(report))
     return 1 if report.failed else 0

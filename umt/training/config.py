@@ -67,6 +67,10 @@ class TrainConfig:
     # the independence loss between a tokenizer's codebooks (loss weight "mmd") compares them at
     # the parallel token LM's delays (codebook k, k frames earlier)
     mmd_delayed: bool = True
+    # ... on a macro-batch: the tokenizer's inputs of this many training batches, kept, and every
+    # that many steps the loss on up to mmd_positions of their positions (the source's 32 batches)
+    mmd_macro_batches: int = 32
+    mmd_positions: int = 4096
     # ModelConfig fields set over the preset's for a new run, e.g. {"latent_channels": 16}
     model_overrides: dict = field(default_factory=dict)
     seed: int = 0
@@ -156,6 +160,7 @@ class Run:
     best_val: float = math.inf
     critics: nn.ModuleDict | None = None  # the realism critics (umt.modules.critic), when realism counts
     critic_optimizer: torch.optim.Optimizer | None = None
+    mmd_pool: list[torch.Tensor] = field(default_factory=list)  # the independence loss's macro-batch so far
 
 
 # model settings a fine-tuning run (--from) may set: a new tokenizer, or flutter heads beside

@@ -6,6 +6,8 @@ better, best.pt keeps the best), what a checkpoint holds (state) and how it logs
 the rest:
   - last.pt every `checkpoint_every` steps and at the last step, so a kill loses at most that;
   - step<N>.pt every `keep_every` steps (0: none), for curves over training time;
+  - with `patience`, the run ends early once that many validations in a row found no better
+    score (it has stopped improving; last.pt saved);
   - Ctrl-C or SIGTERM finishes the step, saves last.pt and stops (KeyboardInterrupt; the CLI
     exits 130); under torchrun every process stops after the same step;
   - a new run refuses a folder that already holds one, and `resume` continues it.
@@ -43,11 +45,13 @@ class Solver:
     """One run: `steps` steps in `out`; this process is `proc` (rank 0 writes every file)."""
 
     def __init__(self, out: Path, steps: int, checkpoint_every: int, val_every: int, keep_every: int = 0,
-                 proc: Process = ALONE, step: int = 0, best: float = math.inf):  # fmt: skip
+                 proc: Process = ALONE, step: int = 0, best: float = math.inf, patience: int = 0):  # fmt: skip
         self.out, self.steps, self.proc = out, steps, proc
         self.checkpoint_every, self.val_every, self.keep_every = checkpoint_every, val_every, keep_every
         self.step = step  # steps done (a resumed run starts where it stopped)
         self.best = best  # the best validation score so far
+        self.patience = patience  # validations without a better score that end the run (0: never)
+        self.since_best = 0  # validations since the best score (a subclass's state keeps it for resume)
 
     # ------------------------------------------------------------ what a subclass says
 
@@ -82,7 +86,7 @@ class Solver:
             try:
                 for batch in batches:
                     self.advance(batch)
-                    if self._stop_agreed(stopping):
+                    if self._stop_agreed(stopping) or self._converged():
                         break
             except Exception:
                 if not stopping.is_set():  # else a DataLoader worker that the same Ctrl-C ended
@@ -108,15 +112,30 @@ class Solver:
         if self.step % self.val_every == 0 or last_step:
             score = self.validate()
             if score is not None and score < self.best:
-                self.best = score
+                self.best, self.since_best = score, 0
                 self.save("best.pt")
-        if self.step % self.checkpoint_every == 0 or last_step:
+            elif score is not None:
+                self.since_best += 1
+        if self.step % self.checkpoint_every == 0 or last_step or self.since_best == self.patience > 0:
             self.save("last.pt")
         if self.keep_every and self.step % self.keep_every == 0:
             self.save(f"step{self.step}.pt")
 
     def save(self, name: str) -> None:
         save_checkpoint(self.out / name, self.state())
+
+    def _converged(self) -> bool:
+        """Whether validation has stopped improving (rank 0 decides; every process ends)."""
+        done = self.patience > 0 and self.since_best >= self.patience
+        if self.proc.world > 1:
+            flag = torch.tensor([float(done)], device=self.proc.device)
+            dist.broadcast(flag, src=0)
+            done = bool(flag.item())
+        if done and self.proc.main:
+            self.line(
+                f"step {self.step}: no better validation in {self.patience} running: stopped ({self.out / 'last.pt'})"
+            )
+        return done
 
     def _stop_agreed(self, stopping: threading.Event) -> bool:
         """Whether any process was asked to stop (all of them then stop after the same step)."""

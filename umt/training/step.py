@@ -58,8 +58,12 @@ def train_step(
             ) / len(judged)
 
     if out.tokens is not None:  # the dependence between codebooks: always measured, a loss if weighted
-        with torch.set_grad_enabled(weights["mmd"] > 0):
-            terms["mmd"] = losses.mmd(out.tokens.streams, tcfg.mmd_delayed)
+        run.mmd_pool.append(out.tokens.source)
+        if len(run.mmd_pool) >= tcfg.mmd_macro_batches:  # on the macro-batch, through the tokenizer as it is now
+            with torch.set_grad_enabled(weights["mmd"] > 0):
+                streams = run.model.tokenizer.streams(torch.cat(run.mmd_pool))
+                terms["mmd"] = losses.mmd(streams, tcfg.mmd_delayed, tcfg.mmd_positions)
+            run.mmd_pool.clear()
 
     loss = losses.weighted_sum(terms, weights)
     run.optimizer.zero_grad(set_to_none=True)

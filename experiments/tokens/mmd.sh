@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# docs/tokens.md, "The independence loss as the paper's code runs it": tokenizers fitted onto
+# MODEL (its own tokenizer replaced) with the loss at each WEIGHT (0: without it, still measured
+# every macro-batch), at the parallel LM's delays, macro-batches of 32 steps; for each, the
+# mutual information between its codebooks and their usage on the test split (umt tokenizer
+# measure) and the translations through its tokens (umt evaluate --tokens, test split, 6 clips
+# of 4 s per source). The frame networks' val spectrum L1 through the tokens is in each run's log.
+# Every arm fits the same way: 8 crops of 2 s per domain, reconstruction and commitment only (the
+# base run's translation-chroma term off: it doubled a step's cost and is not the tokenizer's job).
+#   experiments/tokens/mmd.sh [WEIGHT ...]      (default: 0 1000000 10000 100000 1000)
+# Env: MODEL (default: the shipped one), STEPS (1000: about 31 macro-batches). Each step keeps what is done and resumes
+# what was stopped; about an hour a weight on one core (3-4 s a step).
+source "$(dirname "$0")/../sound/common.sh"
+MODEL=${MODEL:-umt/assets/default.pt}
+STEPS=${STEPS:-1000}
+finished() {  # whether the run in $1 has reached $2 steps
+  [ -f "$1/last.pt" ] && [ "$($PY -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" \
+    "$1/last.pt")" -ge "$2" ]
+}
+for weight in ${@:-0 1000000 10000 100000 1000}; do
+  tok=$W/runs/tokmmd-$weight
+  if ! finished "$tok" "$STEPS"; then
+    if [ -f "$tok/last.pt" ]; then
+      $UMT tokenizer train "$(corpus tim)" --out "$tok" --resume
+    else
+      $UMT tokenizer train "$(corpus tim)" --from "$MODEL" --out "$tok" --codebooks 4 --codebook-size 256 \
+        --steps "$STEPS" --mmd-weight "$weight" --precision fp32 --batch-size 8 --loss-weight translation_chroma=0
+    fi
+  fi
+  [ -f "$W/reports/tokmmd-$weight-mi.json" ] || $UMT tokenizer measure --model "$tok/best.pt" --data "$(corpus tim)" \
+    --json "$W/reports/tokmmd-$weight-mi.json"
+  [ -f "$W/reports/tokmmd-$weight-tokens/metrics.json" ] || $UMT evaluate --model "$tok/best.pt" \
+    --data "$(corpus tim)" --judge "$W/judge" --out "$W/reports/tokmmd-$weight-tokens" --clips 6 --seconds 4 \
+    --renderer sines --figures 0 --tokens
+done
