@@ -77,7 +77,9 @@ def main() -> None:
     manifest = Manifest.read(args.data)
     lms = {str(p): load_lm(load_lm_state(p)) for p in args.lm or []}
     if not lms:
-        lms = {f"carried {mode}": load_lm(state) for mode, state in (load_model_state(args.model).get("lm") or {}).items()}
+        lms = {
+            f"carried {mode}": load_lm(state) for mode, state in (load_model_state(args.model).get("lm") or {}).items()
+        }
     files = [e for d in translator.model.cfg.domains for e in manifest.entries(d, "test")]
     files = [files[i * len(files) // args.prompts] for i in range(args.prompts)]  # spread over the domains
     span = int(args.seconds * rate)

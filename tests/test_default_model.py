@@ -180,6 +180,9 @@ def test_export_keeps_one_domains_decoder_from_the_model_a_fine_tuning_started_f
     assert any(not torch.equal(base[k], after[k]) for k in base if k.startswith("decoders.low."))
     for key, value in joined.items():
         assert torch.equal(value, (base if key.startswith("decoders.low.") else after)[key]), key
+    # exported again with another domain's decoder: the file says where both came from
+    assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "m2.pt"), "--decoder-from", f"high={tuned}"]) == 0
+    assert set(load_checkpoint(tmp_path / "m2.pt")["decoders_from"]) == {"low", "high"}
     # a model whose encoder differs (another run) has decoders that read another latent
     train(two_domains, tmp_path / "other", dict(preset="tiny-spectral", steps=1, workers=0, seed=3), "cpu")
     for bad, reason in ((f"low={tmp_path / 'other' / 'last.pt'}", "its encoder differs"),

@@ -108,9 +108,12 @@ def test_note_statistics_tell_a_scale_from_a_repeated_figure_and_from_silence():
     scale = note_statistics(notes([60, 62, 64, 65, 67, 69, 71, 72]), 2.0)  # C twice: 2/8 and six 1/8, 2.75 bits
     figure = note_statistics(notes([60, 64, 67] * 4), 3.0)
     assert scale["notes_per_second"] == 4.0 and figure["notes_per_second"] == 4.0
-    assert scale["pitch_class_entropy"] == pytest.approx(2.75) and figure["pitch_class_entropy"] == pytest.approx(np.log2(3))
-    assert scale["repetition"] == 0.0 and figure["repetition"] == pytest.approx(7 / 10)  # all but the first three trigrams
-    assert note_statistics(np.zeros((0, 3)), 2.0) == {"notes_per_second": 0.0, "pitch_class_entropy": None, "repetition": None}
+    assert scale["pitch_class_entropy"] == pytest.approx(2.75)
+    assert figure["pitch_class_entropy"] == pytest.approx(np.log2(3))
+    assert scale["repetition"] == 0.0
+    assert figure["repetition"] == pytest.approx(7 / 10)  # all but the first three trigrams
+    silence = note_statistics(np.zeros((0, 3)), 2.0)
+    assert silence == {"notes_per_second": 0.0, "pitch_class_entropy": None, "repetition": None}
 
 
 def test_judge_learns_two_domains(judge_path: Path, two_domains: Path):

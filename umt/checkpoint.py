@@ -157,7 +157,8 @@ def export_model(
     if target.is_dir():
         target = target / source.name
     model = load_model(source)
-    extra = {}
+    # where the source's own decoders came from, when it was exported so: kept unless replaced here
+    extra = {"decoders_from": dict(state["decoders_from"])} if state.get("decoders_from") else {}
     if renderers_from is not None:
         other = load_model(renderers_from)
         _check_renderers(model.cfg, other.cfg, renderers_from)

@@ -23,8 +23,8 @@ declare -A VARIANT=(
   [default-envelope-piano]="--chroma-weight 3 --critic envelope --realism-weight 0.3 --critic-domains piano"
   [default-envelope-piano-chroma10]="--chroma-weight 10 --critic envelope --realism-weight 0.3 --critic-domains piano"
 )
-# Variants named default-* start from the shipped default ($W/default.pt, made by default.sh)
-# instead of e6c3780's: its frames already carry chroma3's fine-tuning.
+# Variants named default-* start from the default of commit 03f1434 ($W/default-chroma3.pt, made by
+# default.sh's first stage) instead of e6c3780's: its frames already carry chroma3's fine-tuning.
 STEPS=${STEPS:-200}
 EVAL_STEP=${EVAL_STEP:-$STEPS}
 [ -f "$W/flutter-default.pt" ] || git show "$BASE_DEFAULT:umt/assets/default.pt" > "$W/flutter-default.pt"
@@ -33,7 +33,7 @@ val() {  # MODEL NAME
     --renderer sines --clips 3 --seconds 4 --judge "$W/judge" --figures 0 --out "$W/reports/$2-val"
 }
 base() {  # VARIANT -> the model it fine-tunes
-  if [[ $1 == default-* ]]; then echo "$W/default.pt"; else echo "$W/flutter-default.pt"; fi
+  if [[ $1 == default-* ]]; then echo "$W/default-chroma3.pt"; else echo "$W/flutter-default.pt"; fi
 }
 val "$W/flutter-default.pt" envelopes-base
 for name in "${@:-${!VARIANT[*]}}"; do
