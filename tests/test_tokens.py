@@ -276,6 +276,12 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         ["translate", str(prompt), "-o", str(tmp_path / "t4"), "--model", str(shipped), "--steer", f"{probe}x:2"],  # no file
         ["probe", "train", "--with", str(tmp_path / "nowhere"), "--without", str(src / "low"), "--trait", "x",
          "--model", str(shipped), "-o", str(tmp_path / "p.pt")],
+        ["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "tk"),
+         "--mmd-macro-batches", "0"],
+        ["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "tk"),
+         "--loss-weight", "junk"],
+        ["lm", "train", str(two_domains), "--model", str(shipped), "--out", str(tmp_path / "lm3"), "--patience", "-1"],
+        ["lm", "train", str(two_domains), "--model", str(shipped), "--out", str(tmp_path / "lm3"), "--dropout", "1.5"],
     ]  # fmt: skip
     for argv in bad:
         assert main(argv) == 2, argv
@@ -283,3 +289,4 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "x.wav").exists()
     assert not (tmp_path / "t3").exists() and not (tmp_path / "t4").exists()  # bad --steer flags: no output folder made
+    assert not (tmp_path / "tk").exists() and not (tmp_path / "lm3").exists()

@@ -38,7 +38,7 @@ class Predictions:
     """What UMT.forward predicts of a batch; umt.losses.terms makes the loss terms of it.
 
     latent: [D * B, frames, C] what the decoders read, for the domain-confusion classifier;
-    tokens: the tokenizer's result, if the model has one (commitment, codebook streams);
+    tokens: the tokenizer's result, if the model has one (commitment, the latent it quantised);
     renders: per domain, a WaveNet's teacher-forced output: (its SampleOutput, the output's
             parameters, the targets as that output codes them);
     spectra: per domain, a frame network's (predicted levels, flutter scale or None, real levels);

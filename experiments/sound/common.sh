@@ -18,3 +18,7 @@ raw() {  # the rendered corpus of a soundfont key
 corpus() {  # the prepared corpus of a soundfont key
   echo "$(raw "$1")-prepared"
 }
+finished() {  # whether the run in $1 has reached $2 steps
+  [ -f "$1/last.pt" ] && [ "$($PY -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" \
+    "$1/last.pt")" -ge "$2" ]
+}

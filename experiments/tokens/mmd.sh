@@ -13,10 +13,6 @@
 source "$(dirname "$0")/../sound/common.sh"
 MODEL=${MODEL:-umt/assets/default.pt}
 STEPS=${STEPS:-1000}
-finished() {  # whether the run in $1 has reached $2 steps
-  [ -f "$1/last.pt" ] && [ "$($PY -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" \
-    "$1/last.pt")" -ge "$2" ]
-}
 for weight in ${@:-0 1000000 10000 100000 1000}; do
   tok=$W/runs/tokmmd-$weight
   if ! finished "$tok" "$STEPS"; then

@@ -14,10 +14,6 @@ declare -A ARM=(
   [nommd]=""
   [mmd]="--mmd-weight 10 --no-mmd-delays"
 )
-finished() {  # whether the run in $1 has reached $2 steps
-  [ -f "$1/last.pt" ] && [ "$($PY -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" \
-    "$1/last.pt")" -ge "$2" ]
-}
 for arm in "${@:-nommd mmd}"; do
   for a in $arm; do
     tok=$W/runs/tok-$a

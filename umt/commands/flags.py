@@ -59,7 +59,7 @@ def steer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steer", action="append", default=[], metavar="PROBE[:ALPHA]",
         help="nudge the model towards a probe's trait (umt probe train), ALPHA standard deviations along its "
-        "direction at its best sites (default 2; negative: away from it); repeatable",
+        "direction, each site weighted by its probe's accuracy (default 2; negative: away from it); repeatable",
     )  # fmt: skip
     parser.add_argument(
         "--no-steer-monitor", dest="steer_monitor", action="store_false",

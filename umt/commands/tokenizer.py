@@ -77,7 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
     from umt.tokens import tokenizer_run
     from umt.training.loop import train
 
-    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0 or (args.mmd_macro_batches or 1) < 1:
+    macro = args.mmd_macro_batches
+    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0 or (macro is not None and macro < 1):
         raise UserError(
             "--codebooks and --mmd-macro-batches must be positive, --codebook-size at least 2, --mmd-weight not negative"
         )

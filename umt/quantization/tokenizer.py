@@ -23,8 +23,6 @@ class QuantizedResult:
 
     latent: the quantised latent [B, T, C] (straight-through: its gradient reaches the input);
     codes: the tokens [B, T, K];
-    streams: [K, B, T, C] the residual each codebook leaves (the input less the codewords of
-        codebooks 0..k), differentiable in the input, for the independence loss (umt.quantization.mmd);
     penalty: the commitment loss (the input's distance to its quantisation), added by the loop;
     source: the latent it quantised [B, T, C], detached (what a macro-batch of the
         independence loss keeps: umt.training.step).
@@ -32,7 +30,6 @@ class QuantizedResult:
 
     latent: torch.Tensor
     codes: torch.Tensor
-    streams: torch.Tensor
     penalty: torch.Tensor
     source: torch.Tensor
 
@@ -65,14 +62,14 @@ class Tokenizer(nn.Module):
         # Quantisation runs in fp32 (distances to the codebooks; EMA statistics) under any autocast.
         with torch.autocast(latent.device.type, enabled=False):
             x = self.project_in(latent.float())
-            quantized, codes, commitment, codewords = self.rvq(x, return_all_codes=True)
-            return QuantizedResult(
-                self.project_out(quantized), codes, _residuals(x, codewords), commitment.sum(), latent.detach()
-            )
+            quantized, codes, commitment = self.rvq(x)
+            return QuantizedResult(self.project_out(quantized), codes, commitment.sum(), latent.detach())
 
     def streams(self, latent: torch.Tensor) -> torch.Tensor:
-        """The residual streams [K, B, T, C] of a latent [B, T, C] (as QuantizedResult.streams),
-        the codebooks left as they are (no moving averages, no re-seeding)."""
+        """For the independence loss (umt.quantization.mmd): the residual each codebook leaves
+        [K, B, T, C] (the input less the codewords of codebooks 0..k, differentiable in the
+        input) of a latent [B, T, C], the codebooks left as they are (no moving averages, no
+        re-seeding)."""
         with torch.autocast(latent.device.type, enabled=False):
             x = self.project_in(latent.float())
             training = self.rvq.training
@@ -80,15 +77,9 @@ class Tokenizer(nn.Module):
             with torch.no_grad():
                 codewords = self.rvq(x, return_all_codes=True)[3]
             self.rvq.train(training)
-            return _residuals(x, codewords)
+            return x.unsqueeze(0) - torch.cumsum(codewords, dim=0)  # codewords are lookups: the gradient reaches x
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Tokens [B, T, K] -> the latent [B, T, C] they stand for."""
         with torch.autocast(codes.device.type, enabled=False):
             return self.project_out(self.rvq.get_output_from_indices(codes))
-
-
-def _residuals(x: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
-    """x [B, T, C] less the codewords [K, B, T, C] of codebooks 0..k, for each k: [K, B, T, C]
-    (codewords are lookups: the gradient reaches x alone)."""
-    return x.unsqueeze(0) - torch.cumsum(codewords.detach(), dim=0)

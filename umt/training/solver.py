@@ -125,8 +125,11 @@ class Solver:
         save_checkpoint(self.out / name, self.state())
 
     def _converged(self) -> bool:
-        """Whether validation has stopped improving (rank 0 decides; every process ends)."""
-        done = self.patience > 0 and self.since_best >= self.patience
+        """Whether validation has stopped improving (rank 0 decides; every process ends). Asked
+        after every step, decided only after a validation."""
+        if not self.patience or self.step % self.val_every and self.step != self.steps:
+            return False
+        done = self.since_best >= self.patience
         if self.proc.world > 1:
             flag = torch.tensor([float(done)], device=self.proc.device)
             dist.broadcast(flag, src=0)
