@@ -1,5 +1,6 @@
 """The codebook independence loss (umt.quantization.mmd)."""
 
+import pytest
 import torch
 
 from umt.quantization.mmd import independence_mmd
@@ -64,10 +65,13 @@ from umt.quantization.dependence import codebook_dependence, mutual_information,
 from umt.quantization.tokenizer import Tokenizer
 
 
-def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_input():
+@pytest.mark.parametrize("layers", [0, 2])
+def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_input(layers: int):
     torch.manual_seed(0)
-    tokenizer = Tokenizer(8, codebooks=3, codebook_size=16)
+    tokenizer = Tokenizer(8, codebooks=3, codebook_size=16, layers=layers)
     latent = torch.randn(2, 40, 8, requires_grad=True)
+    with torch.no_grad():  # a fresh tokenizer passes the latent on as it is, whatever its depth
+        assert torch.equal(tokenizer.from_quantiser(tokenizer.to_quantiser(latent)), latent)
     out = tokenizer(latent)  # training mode: k-means initialises the codebooks
     assert out.codes.shape == (2, 40, 3) and int(out.codes.max()) < 16 and out.penalty.ndim == 0
     assert torch.equal(out.source, latent.detach())  # what a macro-batch of the independence loss keeps
@@ -83,8 +87,8 @@ def test_tokenizer_codes_decode_to_the_quantised_latent_and_streams_reach_the_in
         again = tokenizer(latent)
         assert torch.allclose(tokenizer.decode(again.codes), again.latent, atol=1e-5)
         # the last residual is what the quantiser misses: the input less its quantisation
-        x = tokenizer.project_in(latent)
-        assert torch.allclose(tokenizer.project_out(x - streams[-1]), again.latent, atol=1e-5)
+        x = tokenizer.to_quantiser(latent)
+        assert torch.allclose(tokenizer.from_quantiser(x - streams[-1]), again.latent, atol=1e-5)
         # more codebooks, closer to the input: each residual smaller than the one before
         norms = streams.norm(dim=-1).mean(dim=(1, 2))
         assert (norms.diff() < 0).all()

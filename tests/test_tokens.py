@@ -11,6 +11,8 @@ import torch
 from umt.checkpoint import load_checkpoint, load_model
 from umt.cli import main
 from umt.lm import KVCache, LMConfig, TokenLM
+from umt.quantization.dependence import codebook_dependence
+from umt.tokens import delayed
 from umt.training.loop import train
 
 K, N = 3, 16
@@ -32,6 +34,19 @@ def test_parallel_rows_follow_the_delay_pattern():
         for j in range(K):
             assert targets[0, s, j] == codes[0, K + s - j, j]
     assert torch.equal(inputs[0, 1:], targets[0, :-1])
+
+
+def test_delayed_tokens_are_what_one_step_of_the_parallel_lm_predicts():
+    lm = TokenLM(LMConfig(K, N, "parallel", layers=1, heads=1, dim=8, context=5))
+    codes = torch.randint(0, N, (5 + lm.margin(), K))
+    _, targets, _ = lm.sequences(codes[None])
+    assert torch.equal(delayed(codes)[1 : 1 + 5], targets[0])  # the grid's complete rows
+    # a dependence the parallel LM cannot see within a frame shows at its delays
+    first = torch.randint(0, 16, (4001,), generator=torch.Generator().manual_seed(0))
+    pair = torch.stack([first[:-1], first[1:]], dim=1)  # codebook 1 of frame t - 1 is codebook 0 of frame t
+    late = codebook_dependence(delayed(pair), 16)
+    within = codebook_dependence(pair, 16)
+    assert within["mean_mi"] < within["mean_floor"] + 0.05 and late["mean_mi"] > 3.5  # log2(16) = 4 bits
 
 
 @pytest.mark.parametrize("mode", ["parallel", "joint"])
@@ -126,10 +141,13 @@ def test_fine_tuning_from_a_model_keeps_its_encoder(two_domains: Path, tiny_spec
 def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: Path, tmp_path: Path, capsys):
     tok = tmp_path / "tok"
     assert main(["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tok),
-                 "--codebooks", "2", "--codebook-size", "8", "--mmd-weight", "1", "--mmd-macro-batches", "2",
-                 "--steps", "2"]) == 0  # fmt: skip
+                 "--codebooks", "2", "--codebook-size", "8", "--layers", "1", "--mmd-weight", "1",
+                 "--mmd-macro-batches", "2", "--steps", "2"]) == 0  # fmt: skip
     assert "mmd" in capsys.readouterr().out
     model = tok / "last.pt"
+    fitted = load_checkpoint(model)["model"]  # the blocks each side train (their output layers start at zero)
+    assert fitted["tokenizer.blocks_in.0.out.weight"].abs().sum() > 0
+    assert fitted["tokenizer.blocks_out.0.out.weight"].abs().sum() > 0
     assert (
         main(
             [
@@ -278,6 +296,8 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
          "--model", str(shipped), "-o", str(tmp_path / "p.pt")],
         ["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "tk"),
          "--mmd-macro-batches", "0"],
+        ["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "tk"),
+         "--layers", "-1"],
         ["tokenizer", "train", str(two_domains), "--from", str(tiny_spectral_checkpoint), "--out", str(tmp_path / "tk"),
          "--loss-weight", "junk"],
         ["lm", "train", str(two_domains), "--model", str(shipped), "--out", str(tmp_path / "lm3"), "--patience", "-1"],

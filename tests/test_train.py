@@ -321,3 +321,27 @@ def test_a_solver_with_patience_stops_once_validation_stops_improving(tmp_path: 
     runs_all = Scripted(scores, patience=0)
     runs_all.fit(range(len(scores)))
     assert (runs_all.step, runs_all.best) == (6, 0.5)
+
+
+def test_the_independence_terms_weight_counts_past_the_gradient_clip(two_domains: Path):
+    """The loss between codebooks joins the gradient after the clip, as in its source: clipped
+    with the rest, every weight came down to the clip's norm."""
+    manifest = Manifest.read(two_domains)
+    cfg = preset("tiny", manifest.domains)
+    cfg.tokenizer.codebooks, cfg.tokenizer.codebook_size, cfg.tokenizer.layers = 2, 8, 1
+    data = MultiDomainCrops([CropDataset(manifest, d, "train", 800, seed=0) for d in manifest.domains])
+    batch = {key: value.transpose(0, 1) for key, value in next(iter(crop_loader(data, 4, steps=1))).items()}
+    norms = {}
+    for weight in (0.0, 1000.0):
+        tcfg = TrainConfig.layered(
+            {"preset": "tiny", "batch_size": 4, "crop": 800, "clip": 1e-4, "mmd_macro_batches": 1,
+             "freeze_encoder": True, "freeze_decoders": True},
+            {"loss_weights": {"mmd": weight}},
+        )  # fmt: skip
+        run = build_run(cfg, tcfg, cfg.domains, CPU, None)
+        stats = train_step(run, run.model, run.classifier, batch, tcfg, None, CPU)
+        assert math.isfinite(stats["mmd"])  # measured at either weight
+        trained = [p.grad for p in run.model.parameters() if p.requires_grad and p.grad is not None]
+        norms[weight] = torch.linalg.vector_norm(torch.stack([g.norm() for g in trained])).item()
+    assert norms[0.0] <= 1.01e-4  # the rest of the loss, clipped
+    assert norms[1000.0] > 100 * norms[0.0]  # the independence term, not

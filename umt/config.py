@@ -109,6 +109,9 @@ class TokenizerConfig:
 
     codebooks: int = 0
     codebook_size: int = 256
+    # residual blocks (per frame, two-layer perceptrons) before the quantiser and as many after:
+    # with the encoder frozen, what the independence loss can reshape (0: a linear map each side)
+    layers: int = 0
 
 
 @dataclass
@@ -180,9 +183,9 @@ class ModelConfig:
         if self.decoder_type not in ("wavenet", "spectral"):
             raise UserError(f"decoder_type {self.decoder_type!r}: choose wavenet or spectral")
         tok = self.tokenizer
-        if tok.codebooks < 0 or (tok.codebooks and tok.codebook_size < 2):
-            raise UserError(f"tokenizer: {tok.codebooks} codebooks of size {tok.codebook_size}: need codebooks >= 0 "
-                            "and size >= 2")  # fmt: skip
+        if tok.codebooks < 0 or (tok.codebooks and tok.codebook_size < 2) or tok.layers < 0:
+            raise UserError(f"tokenizer: {tok.codebooks} codebooks of size {tok.codebook_size}, {tok.layers} layers: "
+                            "need codebooks >= 0, size >= 2 and layers >= 0")  # fmt: skip
         if self.uses_spectrum and self.spectrum.bins % 12:
             raise UserError(f"spectrum.bins {self.spectrum.bins}: must be whole octaves (a multiple of 12)")
         w = self.wavenet

@@ -77,7 +77,9 @@ class UMT(nn.Module):
                 "freqs", spectral.bin_frequencies(cfg.spectrum.midi_low, cfg.spectrum.bins), persistent=False
             )
         tok = cfg.tokenizer
-        self.tokenizer = Tokenizer(cfg.latent_channels, tok.codebooks, tok.codebook_size) if tok.codebooks else None
+        self.tokenizer = (
+            Tokenizer(cfg.latent_channels, tok.codebooks, tok.codebook_size, tok.layers) if tok.codebooks else None
+        )
 
     def encoder_input(self, audio: torch.Tensor) -> torch.Tensor:
         """What the encoder reads from audio [B, T]: the waveform, or its spectrum levels [B, T/pool + 1, bins]."""
@@ -203,8 +205,9 @@ def describe(cfg: ModelConfig) -> str:
     ]
     tok = cfg.tokenizer
     if tok.codebooks:
+        blocks = f", {tok.layers} blocks each side" if tok.layers else ""
         lines.insert(1, f"tokenizer: residual VQ, {tok.codebooks} codebooks of {tok.codebook_size} "
-                        f"({tok.codebooks * math.log2(tok.codebook_size):.0f} bits a frame)")  # fmt: skip
+                        f"({tok.codebooks * math.log2(tok.codebook_size):.0f} bits a frame){blocks}")  # fmt: skip
     if cfg.spectral:
         lines.insert(2, f"frame networks: {cfg.spectrum.bins} semitone bins from MIDI {cfg.spectrum.midi_low}, "
                         f"receptive field {cfg.frames.receptive_field * cfg.pool * ms:.0f} ms")  # fmt: skip

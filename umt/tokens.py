@@ -32,12 +32,12 @@ from umt.translator import Translator
 TOKENIZER_RUN = {"steps": 1500, "lr": 5e-4, "loss_weights": {"mmd": 0.0}}
 
 
-def tokenizer_run(codebooks: int, codebook_size: int, tune_decoders: bool, given: dict) -> dict:
+def tokenizer_run(codebooks: int, codebook_size: int, layers: int, tune_decoders: bool, given: dict) -> dict:
     """The training options of a new tokenizer run (umt.training.loop.train --from the trained model):
-    a residual VQ of `codebooks` x `codebook_size` added, frames only (no renderer crops), the
+    a residual VQ of `codebooks` x `codebook_size` (and `layers` blocks each side) added, frames only (no renderer crops), the
     decoders frozen unless tune_decoders, TOKENIZER_RUN over the base's training and the
     options `given` over that."""
-    model = {"tokenizer.codebooks": codebooks, "tokenizer.codebook_size": codebook_size}
+    model = {"tokenizer.codebooks": codebooks, "tokenizer.codebook_size": codebook_size, "tokenizer.layers": layers}
     return {
         **TOKENIZER_RUN,
         "render_batch_size": 0,
@@ -62,9 +62,20 @@ def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list
 
 
 def measure(translator: Translator, manifest: Manifest, split: str = "test") -> dict:
-    """Pairwise mutual information and perplexity of the codebooks on a split's tokens."""
+    """Pairwise mutual information and perplexity of the codebooks on a split's tokens, within a
+    frame and, under "delayed", at the parallel LM's delays (codebook k of frame t - k beside
+    codebook 0 of frame t: the tokens one step of that LM predicts at once)."""
     size = translator.model.cfg.tokenizer.codebook_size
-    return codebook_dependence(torch.cat(split_tokens(translator, manifest, split)), size)
+    files = split_tokens(translator, manifest, split)
+    figures = codebook_dependence(torch.cat(files), size)
+    figures["delayed"] = codebook_dependence(torch.cat([delayed(codes) for codes in files]), size)
+    return figures
+
+
+def delayed(codes: torch.Tensor) -> torch.Tensor:
+    """Tokens [T, K] -> [T - K + 1, K] whose row t holds codebook k of frame t + K - 1 - k."""
+    t, k = codes.shape
+    return torch.stack([codes[k - 1 - i : t - i, i] for i in range(k)], dim=1)
 
 
 # ---------------------------------------------------------------- the LM's data and score

@@ -32,6 +32,11 @@ def add(commands) -> None:
     t.add_argument("--codebooks", type=int, default=4, help="K (default: %(default)s)")
     t.add_argument("--codebook-size", type=int, default=256, help="N codes per codebook (default: %(default)s)")
     t.add_argument(
+        "--layers", type=int, default=0,
+        help="residual blocks before the quantiser and after it, what the independence loss can reshape with the "
+        "encoder frozen (default: %(default)s: a linear map each side)",
+    )  # fmt: skip
+    t.add_argument(
         "--mmd-weight",
         type=flags.finite,
         help=f"weight of the independence loss (default: {TOKENIZER_RUN['loss_weights']['mmd']})",
@@ -63,7 +68,8 @@ def add(commands) -> None:
         "measure",
         help="mutual information between codebooks and their perplexity, on a split's tokens",
         description="Tokenizes every file of a split and prints the mutual information (bits; Miller-Madow "
-        "corrected) between every pair of codebooks, its floor (one stream permuted), and each codebook's perplexity.",
+        "corrected) between every pair of codebooks, its floor (one stream permuted), the mean over pairs at the "
+        "parallel LM's delays too, and each codebook's perplexity.",
     )
     m.add_argument("--model", type=Path, required=True)
     m.add_argument("--data", type=Path, required=True, help="a prepared dataset")
@@ -78,9 +84,13 @@ def run_train(args: argparse.Namespace) -> int:
     from umt.training.loop import train
 
     macro = args.mmd_macro_batches
-    if args.codebooks < 1 or args.codebook_size < 2 or (args.mmd_weight or 0) < 0 or (macro is not None and macro < 1):
+    if (
+        args.codebooks < 1 or args.codebook_size < 2 or args.layers < 0 or (args.mmd_weight or 0) < 0
+        or (macro is not None and macro < 1)
+    ):  # fmt: skip
         raise UserError(
-            "--codebooks and --mmd-macro-batches must be positive, --codebook-size at least 2, --mmd-weight not negative"
+            "--codebooks and --mmd-macro-batches must be positive, --codebook-size at least 2, --layers and "
+            "--mmd-weight not negative"
         )
     from umt.losses import parse_weights
 
@@ -98,7 +108,9 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.resume:
         if args.base is None:
             raise UserError("--from MODEL: name the trained model to fit a tokenizer onto (or --resume a run)")
-        options = tokenizer_run(args.codebooks, args.codebook_size, tune_decoders=args.tune_decoders, given=given)
+        options = tokenizer_run(
+            args.codebooks, args.codebook_size, args.layers, tune_decoders=args.tune_decoders, given=given
+        )
     train(args.prep, args.out, options, args.device, args.resume, None if args.resume else args.base)
     return 0
 
@@ -126,6 +138,8 @@ def run_measure(args: argparse.Namespace) -> int:
             )
         )
     print(f"mean over pairs {figures['mean_mi']:.3f} bits (floor {figures['mean_floor']:.3f})")
+    late = figures["delayed"]
+    print(f"at the parallel LM's delays: mean over pairs {late['mean_mi']:.3f} bits (floor {late['mean_floor']:.3f})")
     print("perplexity per codebook: " + ", ".join(f"{p:.1f}" for p in figures["perplexity"]))
     if args.json:
         write_json(args.json, figures)

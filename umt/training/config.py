@@ -165,7 +165,7 @@ class Run:
 
 # model settings a fine-tuning run (--from) may set: a new tokenizer, or flutter heads beside
 # the frame networks (the new layers start untrained, everything else from the base)
-FINE_TUNE_SETTINGS = ("tokenizer.codebooks", "tokenizer.codebook_size", "frames.flutter")
+FINE_TUNE_SETTINGS = ("tokenizer.codebooks", "tokenizer.codebook_size", "tokenizer.layers", "frames.flutter")
 
 
 def build_run(

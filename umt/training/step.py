@@ -57,15 +57,17 @@ def train_step(
                 for t, predicted in judged
             ) / len(judged)
 
+    independence = None
     if out.tokens is not None:  # the dependence between codebooks: always measured, a loss if weighted
         run.mmd_pool.append(out.tokens.source)
         if len(run.mmd_pool) >= tcfg.mmd_macro_batches:  # on the macro-batch, through the tokenizer as it is now
             with torch.set_grad_enabled(weights["mmd"] > 0):
                 streams = run.model.tokenizer.streams(torch.cat(run.mmd_pool))
-                terms["mmd"] = losses.mmd(streams, tcfg.mmd_delayed, tcfg.mmd_positions)
+                independence = losses.mmd(streams, tcfg.mmd_delayed, tcfg.mmd_positions)
             run.mmd_pool.clear()
 
     loss = losses.weighted_sum(terms, weights)
+    trained = [p for p in run.model.parameters() if p.requires_grad]
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.unscale_(run.optimizer)
@@ -75,14 +77,33 @@ def train_step(
         stats["classifier_acc"] = (logits.argmax(-1) == labels).float().mean().item()
     if judged:
         stats["critic_loss"] = critic_loss.item()
-    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-        [p for p in run.model.parameters() if p.requires_grad], tcfg.clip
-    ).item()
+    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(trained, tcfg.clip).item()
+    if independence is not None:
+        # The independence term joins after the clip, as in its source (whose solver clips nothing):
+        # clipped with the rest, any weight came down to the clip's norm, once in a macro-batch.
+        stats["mmd"] = independence.item()
+        loss = loss + weights["mmd"] * independence.detach()
+        if weights["mmd"] > 0:
+            _add_gradient(trained, weights["mmd"] * independence)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
     stats["loss"] = loss.item()
     return stats
+
+
+def _add_gradient(params: list[torch.Tensor], term: torch.Tensor) -> None:
+    """Adds a term's gradient to params' (unscaled: the term is fp32, outside autocast),
+    averaged over processes under torchrun (it bypasses DDP's hooks)."""
+    grads = torch.autograd.grad(term, params, allow_unused=True)
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    for param, grad in zip(params, grads):
+        if distributed:  # every process takes part in every reduction, even with no gradient of its own
+            grad = torch.zeros_like(param) if grad is None else grad
+            dist.all_reduce(grad)
+            grad /= dist.get_world_size()
+        if grad is not None:
+            param.grad = grad if param.grad is None else param.grad + grad
 
 
 def _frozen(module: torch.nn.Module) -> dict[str, torch.Tensor]:
