@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# docs/tokens.md, "Both LMs until they stop improving": for each tokenizer arm of mmd.sh (its
-# MMD weight), a parallel and a joint token LM trained until the val NLL has not fallen for
+# docs/tokens.md, "The LMs until they stop improving": for each tokenizer arm of mmd.sh (its
+# name: the MMD weight, then -lLAYERS if it has blocks, e.g. 0 or 1000-l2), a parallel and a joint token LM trained until the val NLL has not fallen for
 # PATIENCE validations (every 250 steps; at most MAX_STEPS), then the comparison: test NLL per
 # frame (stored in best.pt), generation speed with and without the key-value cache
 # (bench/token_lm.py) and the continuations' sound and music (bench/continuations.py: 8 test
 # prompts of 2 s continued by 4 s into violin, judge, noise floor, note statistics).
-#   experiments/tokens/lms.sh [WEIGHT ...]      (default: 0)
+#   experiments/tokens/lms.sh [ARM ...]      (default: 0)
 # Env: LAYERS HEADS DIM CONTEXT DROPOUT (the LM's size: 4 4 128 128 0.1), PATIENCE (4),
 # MAX_STEPS (20000), BATCH (8). Runs resume where they stopped.
 source "$(dirname "$0")/../sound/common.sh"
@@ -14,7 +14,7 @@ PATIENCE=${PATIENCE:-4} MAX_STEPS=${MAX_STEPS:-20000} BATCH=${BATCH:-8}
 SIZE=l${LAYERS}h${HEADS}d${DIM}c${CONTEXT}p${DROPOUT}
 for weight in ${@:-0}; do
   tok=$W/runs/tokmmd-$weight/best.pt
-  [ -f "$tok" ] || { echo "no tokenizer for weight $weight: run experiments/tokens/mmd.sh $weight first" >&2; exit 1; }
+  [ -f "$tok" ] || { echo "no tokenizer for arm $weight: run experiments/tokens/mmd.sh first" >&2; exit 1; }
   lms=()
   for mode in parallel joint; do
     lm=$W/runs/lm-$weight-$mode-$SIZE

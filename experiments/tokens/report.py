@@ -3,8 +3,9 @@
 information between codebooks on the test split within a frame and at the parallel LM's
 delays, over their floors (`umt tokenizer measure`); codebook perplexities; the loss as measured
 on its macro-batches in training (mean of the first 3 terms and of the last 8, from the run's
-tensorboard log); the frame networks' val spectrum L1 through the tokens at the run's best step;
-translation through its tokens (`umt evaluate --tokens`, sines: judge, chroma, onset F1).
+tensorboard log); the frame networks' val spectrum L1 through the tokens at the run's last step;
+translation through its tokens (`umt evaluate --tokens`, sines: judge, chroma, onset F1). All of
+the arm's last checkpoint, where mmd.sh measures it.
 
     python experiments/tokens/report.py ARM [ARM ...]      (e.g. 0 1000000 0-l2 1000-l2)
 Env: UMT_WORK (~/umt-work).
@@ -31,7 +32,7 @@ def scalars(run: Path, tag: str) -> dict[int, float]:
 
 def row(arm: str) -> str:
     run, reports = WORK / "runs" / f"tokmmd-{arm}", WORK / "reports"
-    state = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     weight, layers = state["train"]["loss_weights"]["mmd"], state["config"]["tokenizer"].get("layers", 0)
     mi = json.loads((reports / f"tokmmd-{arm}-mi.json").read_text())
     late = mi.get("delayed")
