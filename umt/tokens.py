@@ -23,7 +23,7 @@ from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
 from umt.progress import Progress
-from umt.quantization.dependence import codebook_dependence
+from umt.quantization.dependence import aligned, codebook_dependence
 from umt.runtime import CPU
 from umt.training.solver import Solver, run_state
 from umt.translator import Translator
@@ -74,8 +74,7 @@ def measure(translator: Translator, manifest: Manifest, split: str = "test") -> 
 
 def delayed(codes: torch.Tensor) -> torch.Tensor:
     """Tokens [T, K] -> [T - K + 1, K] whose row t holds codebook k of frame t + K - 1 - k."""
-    t, k = codes.shape
-    return torch.stack([codes[k - 1 - i : t - i, i] for i in range(k)], dim=1)
+    return aligned(codes.T[:, None], list(range(codes.shape[1])))[:, 0].T
 
 
 # ---------------------------------------------------------------- the LM's data and score

@@ -24,10 +24,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 WORK = Path(os.environ.get("UMT_WORK", Path.home() / "umt-work"))
 
 
-def scalars(run: Path, tag: str) -> dict[int, float]:
+def scalars(run: Path, *tags: str) -> list[dict[int, float]]:
+    """Each tag's values by step in the run's tensorboard log ({} for a tag it lacks)."""
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
-    return {e.step: e.value for e in events.Scalars(tag)} if tag in events.Tags()["scalars"] else {}
+    logged = events.Tags()["scalars"]
+    return [{e.step: e.value for e in events.Scalars(tag)} if tag in logged else {} for tag in tags]
 
 
 def row(arm: str) -> str:
@@ -36,8 +38,9 @@ def row(arm: str) -> str:
     weight, layers = state["train"]["loss_weights"]["mmd"], state["config"]["tokenizer"].get("layers", 0)
     mi = json.loads((reports / f"tokmmd-{arm}-mi.json").read_text())
     late = mi.get("delayed")
-    terms = list(scalars(run, "train/mmd").values())
-    spectrum = scalars(run, "val/spectrum").get(state["step"], float("nan"))
+    losses, spectra = scalars(run, "train/mmd", "val/spectrum")
+    terms = list(losses.values())
+    spectrum = spectra.get(state["step"], float("nan"))
     tokens = json.loads((reports / f"tokmmd-{arm}-tokens" / "metrics.json").read_text())["summary"]["sines"]
     heard = [tokens[k]["off_diagonal"] for k in ("target_accuracy", "chroma_similarity", "onset_f1")]
     cells = [

@@ -61,3 +61,14 @@ def codebook_dependence(codes: torch.Tensor, size: int, seed: int = 0) -> dict:
         "mean_floor": sum(floor[i][j] for i, j in pairs) / max(1, len(pairs)),
         "perplexity": [perplexity(codes[:, i], size) for i in range(k)],
     }
+
+
+def aligned(streams: torch.Tensor, delays: list[int]) -> torch.Tensor:
+    """Streams [K, B, T, ...] -> [K, B, T - max(delays), ...], stream k taken delays[k] frames
+    earlier than stream 0: side by side at each position, what a delayed-parallel LM predicts
+    in one step (codebook k of frame t - delays[k] beside codebook 0 of frame t)."""
+    k, t = streams.shape[0], streams.shape[2]
+    if len(delays) != k or min(delays) < 0 or max(delays) >= t:
+        raise ValueError(f"delays {delays}: one per stream, each in 0..{t - 1}")
+    span, latest = t - max(delays), max(delays)
+    return torch.stack([streams[i, :, latest - delays[i] : latest - delays[i] + span] for i in range(k)])

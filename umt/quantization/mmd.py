@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from umt.quantization.dependence import aligned
+
 BANDWIDTHS = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)  # kernel variances on standardised features (the source's)
 BLOCK = 2048  # rows of the kernel matrices computed at once (the whole N x N never sits in memory)
 
@@ -45,14 +47,9 @@ def independence_mmd(
         and the dependence that matters is between the vectors predicted in one step.
     max_points: positions drawn at random when there are more (the cost is quadratic in them).
     """
-    k, _, t, d = streams.shape
+    k, _, _, d = streams.shape
     if delays is not None:
-        if len(delays) != k or min(delays) < 0 or max(delays) >= t:
-            raise ValueError(f"delays {delays}: one per stream, each in 0..{t - 1}")
-        span = t - max(delays)
-        streams = torch.stack(
-            [streams[i, :, max(delays) - delays[i] : max(delays) - delays[i] + span] for i in range(k)]
-        )
+        streams = aligned(streams, delays)
     points = streams.float().flatten(1, 2)  # [K, N, D]
     n = points.shape[1]
     if n > max_points:

@@ -95,13 +95,11 @@ def train_step(
 def _add_gradient(params: list[torch.Tensor], term: torch.Tensor) -> None:
     """Adds a term's gradient to params' (unscaled: the term is fp32, outside autocast),
     averaged over processes under torchrun (it bypasses DDP's hooks)."""
-    grads = torch.autograd.grad(term, params, allow_unused=True)
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    grads = list(torch.autograd.grad(term, params, allow_unused=True))
+    if _distributed():  # every process takes part in every reduction, even with no gradient of its own
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        _mean_over_processes(grads)
     for param, grad in zip(params, grads):
-        if distributed:  # every process takes part in every reduction, even with no gradient of its own
-            grad = torch.zeros_like(param) if grad is None else grad
-            dist.all_reduce(grad)
-            grad /= dist.get_world_size()
         if grad is not None:
             param.grad = grad if param.grad is None else param.grad + grad
 
@@ -114,9 +112,19 @@ def _frozen(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _average_over_processes(module: torch.nn.Module) -> None:
     """Under torchrun, every process's gradients of a module not wrapped in DDP, averaged (the
     critics: each process may translate into other domains, so DDP's hooks would not all fire)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _distributed():
         for param in module.parameters():
             if param.grad is None:  # a critic this process did not use, but another may have
                 param.grad = torch.zeros_like(param)
-            dist.all_reduce(param.grad)
-            param.grad /= dist.get_world_size()
+        _mean_over_processes([param.grad for param in module.parameters()])
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _mean_over_processes(tensors: list[torch.Tensor]) -> None:
+    """Each tensor replaced by its mean over the processes, in place."""
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
