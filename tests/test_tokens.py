@@ -217,6 +217,25 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     )
     assert set(load_checkpoint(shipped)["lm"]) == {"parallel", "joint"}
 
+    # an LM run can start from the LM a model carries: its weights and sizes, a new dropout
+    carried = load_checkpoint(shipped)["lm"]["joint"]
+    resumed = tmp_path / "from-shipped"
+    argv = ["lm", "train", str(two_domains), "--model", str(model), "--mode", "joint", "--steps", "1",
+            "--val-every", "1", "--batch-size", "2", "--lr", "1e-12"]  # fmt: skip
+    assert main([*argv, "--out", str(resumed), "--from", str(shipped), "--dropout", "0.2"]) == 0
+    started = load_checkpoint(resumed / "last.pt")
+    assert started["config"] == {**carried["config"], "dropout": 0.2}
+    assert started["started_from"] == {"path": str(shipped), "step": carried["step"]}
+    for name, weight in carried["model"].items():  # a step of lr 1e-12 leaves the weights it started from
+        torch.testing.assert_close(started["model"][name], weight, atol=1e-6, rtol=0)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "wrong-size"), "--from", str(shipped), "--dim", "32"]) == 2
+    assert "--dim 32: the LM of" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "no-lm"), "--from", str(model)]) == 2
+    assert "carries no joint token LM" in capsys.readouterr().err
+    assert main([*argv, "--out", str(resumed), "--from", str(shipped), "--resume"]) == 2
+    assert "choose one" in capsys.readouterr().err
+
     prompt = min((two_domains.parent / "src" / "low").glob("*.wav"))
     for mode in ("parallel", "joint"):
         out = tmp_path / f"{mode}.wav"

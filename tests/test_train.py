@@ -318,6 +318,10 @@ def test_a_solver_with_patience_stops_once_validation_stops_improving(tmp_path: 
     patient.fit(range(len(scores)))
     assert (patient.step, patient.best, patient.since_best) == (4, 2.0, 2)  # two worse in a row after the best
     assert torch.load(patient.out / "last.pt", weights_only=True)["step"] == 4  # saved where it stopped
+    resumed = Scripted(scores[4:], patience=2)  # resumed where patience ended it: no step more
+    resumed.step, resumed.best, resumed.since_best = 4, 2.0, 2
+    resumed.fit(range(2))
+    assert resumed.step == 4
     runs_all = Scripted(scores, patience=0)
     runs_all.fit(range(len(scores)))
     assert (runs_all.step, runs_all.best) == (6, 0.5)

@@ -182,7 +182,7 @@ def export_model(
                 model.cfg.tokenizer.codebook_size,
             ):
                 raise UserError(f"--lm {path}: trained on another tokenizer than the model's")
-            keep = ("kind", "config", "model", "step", "val_bits", "test_bits")
+            keep = ("kind", "config", "model", "step", "val_bits", "test_bits", "started_from")
             extra.setdefault("lm", {})[lm_state["config"]["mode"]] = {k: v for k, v in lm_state.items() if k in keep}
     if sampling is not None:
         unknown = [d for d in sampling if d not in model.cfg.domains]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umt.checkpoint import load_lm_state, load_model_state, save_checkpoint
-from umt.config import ModelConfig
+from umt.checkpoint import load_checkpoint, load_lm_state, load_model_state, save_checkpoint
+from umt.config import ModelConfig, TokenizerConfig
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
@@ -116,6 +116,39 @@ def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: to
 
 # ---------------------------------------------------------------- training
 
+ARCHITECTURE = ("layers", "heads", "dim", "context")  # what an LM's weights are shaped by
+
+
+def starting_lm(
+    tokenizer: TokenizerConfig, mode: str, sizes: dict, base: Path | None = None
+) -> tuple[LMConfig, dict | None]:
+    """The config of a new LM run over `tokenizer`'s codes and, with `base`, the LM it starts
+    from: the one of `mode` a model carries (`umt export --lm`), or an LM run or checkpoint.
+    `sizes` holds the flags given (None: not given): without a base they replace LMConfig's
+    defaults; with one, its sizes stay (a different size given is refused) and only the
+    dropout may change. Returns (config, start: {"model", "path", "step"} or None)."""
+    given = {name: value for name, value in sizes.items() if value is not None}
+    if base is None:
+        cfg = LMConfig(tokenizer.codebooks, tokenizer.codebook_size, mode, **given)
+        cfg.check()
+        return cfg, None
+    state = load_checkpoint(base)
+    if state.get("kind") != LM_KIND:
+        carried = load_model_state(base).get("lm") or {}
+        if mode not in carried:
+            raise UserError(f"{base}: carries no {mode} token LM (a model gets one with `umt export --lm`)")
+        state = carried[mode]
+    cfg = LMConfig(**state["config"])
+    if cfg.mode != mode:
+        raise UserError(f"{base}: a {cfg.mode} token LM, not --mode {mode}")
+    for name in ARCHITECTURE:
+        if name in given and given[name] != getattr(cfg, name):
+            raise UserError(f"--{name} {given[name]}: the LM of {base} has {getattr(cfg, name)}, and --from keeps it")
+    if "dropout" in given:
+        cfg.dropout = given["dropout"]
+    cfg.check()
+    return cfg, {"model": state["model"], "path": str(base), "step": state.get("step")}
+
 
 def train_lm(
     translator: Translator,
@@ -129,12 +162,15 @@ def train_lm(
     val_every: int = 250,
     resume: bool = False,
     patience: int = 0,
+    start: dict | None = None,
 ) -> dict:
     """Train (or resume) a token LM in `out` (last.pt, best.pt) for `steps` steps, or until
-    `patience` validations in a row found no lower val NLL; returns the final scores."""
+    `patience` validations in a row found no lower val NLL; returns the final scores. A new
+    run starts from `start`'s weights if given (starting_lm), else from scratch."""
     state = run_state(out, resume, load_lm_state)
     if state is not None:
         cfg = LMConfig(**state["config"])
+        start = state.get("started_from")
     tokenizer = translator.model.tokenizer  # a Translator with tokens has one
     if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
         raise UserError(
@@ -144,6 +180,9 @@ def train_lm(
     solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every, batch, patience)
     if state is not None:
         solver.restore(state)
+    elif start is not None:
+        solver.lm.load_state_dict(start["model"])
+    solver.started_from = None if start is None else {"path": start["path"], "step": start["step"]}
     train_files = split_tokens(translator, manifest, "train")
     solver.val_files = split_tokens(translator, manifest, "val")
     length = cfg.context + solver.lm.margin()
@@ -172,6 +211,7 @@ class LMSolver(Solver):
         self.optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
         self.val_files: list[torch.Tensor] = []
         self.progress: Progress | None = None  # set when it starts: the steps left
+        self.started_from: dict | None = None  # the LM a run started from ({"path", "step"}), kept in its checkpoints
         self.loss = math.nan
         self.tic = time.perf_counter()
 
@@ -205,7 +245,7 @@ class LMSolver(Solver):
     def state(self) -> dict:
         return {"kind": LM_KIND, "config": asdict(self.lm.cfg), "model": self.lm.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "step": self.step, "best_val_bits": self.best,
-                "since_best": self.since_best}  # fmt: skip
+                "since_best": self.since_best, "started_from": self.started_from}  # fmt: skip
 
     def line(self, text: str) -> None:
         self.progress.write(text)

@@ -151,7 +151,9 @@ def main() -> None:
         outputs: dict[str, list[np.ndarray]] = {}
         for name, alpha, monitored in settings(alphas):
             folder = args.out / side / re.sub(r"[^0-9a-z.]+", "-", name)
-            nudged = []
+            # the share each steered output was nudged, kept beside the outputs for a continued sweep
+            shares_file = folder / "nudged.json"
+            shares = json.loads(shares_file.read_text()) if shares_file.exists() else {}
             for domain, piece in names:
                 source = args.out / "sources" / side / domain / (Path(piece).stem + ".wav")
                 target = folder / domain / (Path(piece).stem + ".wav")
@@ -165,7 +167,8 @@ def main() -> None:
                 if not target.exists():
                     share = run(command + steer_flags(args.probe, alpha, monitored))
                     if share is not None:
-                        nudged.append(share)
+                        shares[str(target.relative_to(folder))] = share
+                        shares_file.write_text(json.dumps(shares))
                 outputs.setdefault(name, []).append(load_audio(target, rate))
             audio = outputs[name]
             values = [measure(a, rate) for a in audio]
@@ -177,7 +180,7 @@ def main() -> None:
                     np.mean([chroma_similarity(a, b, rate) for a, b in zip(audio, outputs[SETTINGS_ZERO])])
                 ),
                 "lm_nll_bits": float(np.mean([nll_bits(lm, [t]) for t in tokens])) if lm is not None else None,
-                "nudged": float(np.mean(nudged)) if nudged else None,
+                "nudged": float(np.mean(list(shares.values()))) if shares else None,
             }
             print(side, name, rows[name], flush=True)
         results["sides"][side] = {"real": {s: float(np.mean(v)) for s, v in real.items()}, "rows": rows}

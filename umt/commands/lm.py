@@ -25,11 +25,16 @@ def add(commands) -> None:
     t.add_argument("--model", type=Path, required=True, help="a model with a tokenizer")
     t.add_argument("--out", type=Path, required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--from", dest="base", type=Path, metavar="MODEL",
+        help="start from the token LM of --mode that MODEL carries (`umt export --lm`), or from an LM run: "
+        "its weights and sizes, with a fresh optimiser (e.g. to go on from the shipped LM, or to fit it to your tokens)",
+    )  # fmt: skip
     t.add_argument("--mode", choices=MODES, default="parallel", help="parallel (one step a frame, K heads, delays) or joint "
                    "(one step a token) (default: %(default)s)")  # fmt: skip
     for name in ("layers", "heads", "dim", "context"):
-        t.add_argument(f"--{name}", type=int, default=getattr(LMConfig, name), help="(default: %(default)s)")
-    t.add_argument("--dropout", type=flags.finite, default=LMConfig.dropout, help="(default: %(default)s)")
+        t.add_argument(f"--{name}", type=int, help=f"(default: {getattr(LMConfig, name)}; with --from, its LM's)")
+    t.add_argument("--dropout", type=flags.finite, help=f"(default: {LMConfig.dropout}; with --from, its LM's)")
     t.add_argument("--steps", type=int, default=3000, help="(default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=16, help="windows a step (default: %(default)s)")
     t.add_argument("--lr", type=flags.finite, default=1e-3, help="(default: %(default)s)")
@@ -47,28 +52,19 @@ def add(commands) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from umt.checkpoint import load_model
     from umt.data.manifest import Manifest
-    from umt.lm import LMConfig
-    from umt.tokens import train_lm
+    from umt.tokens import starting_lm, train_lm
     from umt.translator import Translator
 
     if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0 or args.patience < 0:
         raise UserError("--steps, --batch-size, --val-every and --lr must be positive, --patience not negative")
+    if args.resume and args.base:
+        raise UserError("--from starts a new run from an LM; --resume continues the run in --out: choose one")
     device = flags.device(args.device)
     translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
-    model_cfg = translator.model.cfg
-    cfg = LMConfig(
-        model_cfg.tokenizer.codebooks,
-        model_cfg.tokenizer.codebook_size,
-        args.mode,
-        args.layers,
-        args.heads,
-        args.dim,
-        args.context,
-        args.dropout,
-    )
-    cfg.check()
+    sizes = {name: getattr(args, name) for name in ("layers", "heads", "dim", "context", "dropout")}
+    cfg, start = starting_lm(translator.model.cfg.tokenizer, args.mode, sizes, args.base)
     scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
-                      args.seed, args.val_every, args.resume, args.patience)  # fmt: skip
+                      args.seed, args.val_every, args.resume, args.patience, start)  # fmt: skip
     test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
     print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
     return 0

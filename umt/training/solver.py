@@ -82,9 +82,10 @@ class Solver:
         """Run steps on `batches` until they end (or a stop is asked for), saving as it goes."""
         if self.proc.main:
             self.out.mkdir(parents=True, exist_ok=True)
+        ended = self._converged()  # resumed where patience had ended it: no step more
         with stop_requests() as stopping:
             try:
-                for batch in batches:
+                for batch in () if ended else batches:
                     self.advance(batch)
                     if self._stop_agreed(stopping) or self._converged():
                         break
