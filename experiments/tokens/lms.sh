@@ -4,14 +4,14 @@
 # steps; at most MAX_STEPS), then the comparison: test NLL per frame (stored in best.pt),
 # generation speed with and without the key-value cache (bench/token_lm.py) and the
 # continuations' sound and music (bench/continuations.py: 8 test prompts of 2 s continued by 4 s
-# into violin, judge, noise floor, note statistics). Needs corpora.sh and judge.sh.
+# into violin, sines rendering, judge, noise floor, note statistics). Needs corpora.sh and judge.sh.
 #   experiments/tokens/lms.sh [ARM ...]      (default: default)
 # ARM: "default", the shipped model's own tokenizer, or an arm of mmd.sh (its name: the MMD
 # weight, then -lLAYERS if it has blocks, e.g. 0 or 1000-l2).
 # Env: LAYERS HEADS DIM CONTEXT DROPOUT (the LM's size: 4 4 128 128 0.1), PATIENCE (4),
 # MAX_STEPS (20000), BATCH (8), JOINT_FROM (a commit, for the default arm: its joint LM starts
 # from the one the default model of that commit carries (umt lm train --from, 1,500 steps
-# without dropout), the joint being 7x the parallel's cost a step; empty: from scratch).
+# without dropout), a joint step costing about 10x a parallel one; empty: from scratch).
 # Runs resume where they stopped.
 source "$(dirname "$0")/../sound/common.sh"
 LAYERS=${LAYERS:-4} HEADS=${HEADS:-4} DIM=${DIM:-128} CONTEXT=${CONTEXT:-128} DROPOUT=${DROPOUT:-0.1}
@@ -46,5 +46,5 @@ for weight in ${@:-default}; do
   $UMT export "$tok" "$W/tokens-$weight-$SIZE.pt" "${lms[@]}"
   $PY bench/token_lm.py "$W/tokens-$weight-$SIZE.pt" | tee "$W/reports/lm-speed-$weight-$SIZE.txt"
   [ -f "$W/reports/continuations-$weight-$SIZE.json" ] || $PY bench/continuations.py "$W/tokens-$weight-$SIZE.pt" \
-    --data "$(corpus tim)" --judge "$W/judge" --json "$W/reports/continuations-$weight-$SIZE.json"
+    --data "$(corpus tim)" --judge "$W/judge" --renderer sines --json "$W/reports/continuations-$weight-$SIZE.json"
 done
