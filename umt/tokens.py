@@ -133,8 +133,8 @@ def starting_lm(
         cfg.check()
         return cfg, None
     state = load_checkpoint(base)
-    if state.get("kind") != LM_KIND:
-        carried = load_model_state(base).get("lm") or {}
+    if state.get("kind") != LM_KIND:  # a model, whose carried LMs are read from the same load
+        carried = state.get("lm") or {}
         if mode not in carried:
             raise UserError(f"{base}: carries no {mode} token LM (a model gets one with `umt export --lm`)")
         state = carried[mode]
