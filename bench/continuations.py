@@ -10,8 +10,12 @@ of --prompts test files (every domain in turn; seed i for prompt i, temperature 
 rendered in --to, as `umt generate` does. Per continuation: whether the judge hears --to, its
 noise floor, and basic-pitch's notes (umt.measures.note_statistics: notes per second,
 pitch-class entropy, repetition) over the whole continuation and over its last second (does it
-stay music to the end?). The corpus row is the same measures on --to's own test clips. Prints
-a table; --json writes the figures.
+stay music to the end?). The corpus row is the same measures on --to's own test clips. Two
+control rows go through the same tokens and rendering as the LMs: "real tokens", each prompt's
+file's own next --seconds (what a perfect LM could give: the renderer's share of a figure), and
+"random tokens", codes drawn uniformly (what the measures say of a continuation that is no
+music: a measure that does not tell it from the corpus says nothing). Prints a table; --json
+writes the figures.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from umt import measures
 from umt.checkpoint import load_lm_state, load_model, load_model_state
 from umt.data.manifest import Manifest
 from umt.judge import load_judge
-from umt.tokens import continue_prompt, load_lm
+from umt.tokens import continue_prompt, load_lm, render_continuation
 from umt.translator import Translator
 
 FIGURES = ("heard_as_target", "noise_floor_db", "notes_per_second", "pitch_class_entropy", "repetition",
@@ -86,6 +90,19 @@ def main() -> None:
     results = {}
     real = [e for e in manifest.entries(args.to, "test") if e.samples >= span][: args.prompts]
     results["corpus"] = means([describe(manifest.excerpt(e, 0, span), rate, judge, target) for e in real])
+    prompt_span = int(args.prompt_seconds * rate)
+    cfg = translator.model.cfg.tokenizer
+    controls: dict[str, list[dict]] = {"real tokens": [], "random tokens": []}
+    frames = round(args.seconds * rate / translator.model.cfg.latent_hop)
+    for i, entry in enumerate(files):
+        prompt_codes = translator.tokenize(manifest.excerpt(entry, 0, prompt_span))  # as the LMs' prompts
+        longer = translator.tokenize(manifest.excerpt(entry, 0, min(entry.samples, prompt_span + span)))
+        following = longer[len(prompt_codes) : len(prompt_codes) + frames]
+        noise = torch.randint(0, cfg.codebook_size, following.shape, generator=torch.Generator().manual_seed(i))
+        for name, continuation in (("real tokens", following), ("random tokens", noise)):
+            audio = render_continuation(translator, prompt_codes, continuation, args.to, f"generate:{i}")
+            controls[name].append(describe(audio, rate, judge, target))
+    results.update({name: means(rows) for name, rows in controls.items()})
     for name, lm in lms.items():
         rows, speed = [], []
         for i, entry in enumerate(files):

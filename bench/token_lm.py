@@ -2,9 +2,10 @@
 """Generation speed of the token LM, parallel against joint, with and without the key-value
 cache: frames of tokens per second.
 
-    python bench/token_lm.py MODEL [--frames 200] [--repeats 3] [--prompt FILE]
+    python bench/token_lm.py MODEL [--lm PATH ...] [--frames 200] [--repeats 3] [--prompt FILE]
 
-MODEL carries its LMs (`umt export --lm`). Each LM continues the tokens of the prompt (the
+MODEL carries its LMs (`umt export --lm`); --lm adds LM runs or checkpoints (e.g. of another
+size) to time in the same run. Each LM continues the tokens of the prompt (the
 shipped example by default) by --frames frames, --repeats times with different seeds, on the
 CPU threads torch is given; prints min / median / max frames per second per mode, with the
 cache and without it (every step running the whole window), and the ratios, all measured in one
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from umt.audio import load_audio
-from umt.checkpoint import EXAMPLE_CLIP, load_model, load_model_state
+from umt.checkpoint import EXAMPLE_CLIP, load_lm_state, load_model, load_model_state
 from umt.tokens import load_lm
 from umt.translator import Translator
 
@@ -29,6 +30,7 @@ from umt.translator import Translator
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
+    parser.add_argument("--lm", type=Path, action="append", default=[], help="an LM run or checkpoint (repeatable)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prompt", type=Path, default=EXAMPLE_CLIP)
@@ -38,14 +40,14 @@ def main() -> None:
     model = load_model(args.model, device)
     translator = Translator(model, device, tokens=True)
     prompt = translator.tokenize(load_audio(args.prompt, model.cfg.sample_rate))
-    carried = load_model_state(args.model).get("lm") or {}
-    if not carried:
-        raise SystemExit(f"{args.model} carries no token LM (umt export --lm)")
+    lms = {mode: load_lm(state) for mode, state in (load_model_state(args.model).get("lm") or {}).items()}
+    lms.update({str(path): load_lm(load_lm_state(path)) for path in args.lm})
+    if not lms:
+        raise SystemExit(f"{args.model} carries no token LM (umt export --lm) and no --lm was given")
     print(f"{torch.get_num_threads()} threads; prompt {prompt.shape[0]} frames of {prompt.shape[1]} codebooks; "
           f"{args.frames} frames generated, {args.repeats} repeats")  # fmt: skip
     rates = {}
-    for mode, state in carried.items():
-        lm = load_lm(state)
+    for mode, lm in lms.items():
         for cache in (True, False):
             times = []
             for seed in range(args.repeats):
@@ -54,7 +56,7 @@ def main() -> None:
                 times.append(time.perf_counter() - tic)
             per_s = sorted(args.frames / t for t in times)
             rates[mode, cache] = statistics.median(per_s)
-            print(f"{mode:9s} {'cache   ' if cache else 'no cache'} frames/s min {per_s[0]:.0f}  "
+            print(f"{mode:9s} ({lm.cfg.mode}) {'cache   ' if cache else 'no cache'} frames/s min {per_s[0]:.0f}  "
                   f"median {rates[mode, cache]:.0f}  max {per_s[-1]:.0f}  "
                   f"({lm.cfg.layers} layers, dim {lm.cfg.dim}, context {lm.cfg.context} frames)")  # fmt: skip
         print(f"{mode:9s} cache / no cache: {rates[mode, True] / rates[mode, False]:.1f}x")

@@ -210,6 +210,28 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
             == 0
         )
         assert "test" in capsys.readouterr().out
+    # tokenized once into a file, the same LM run without the audio or the model
+    tokens_file = tmp_path / "tokens.pt"
+    argv = ["tokenizer", "tokens", "--model", str(model), "--data", str(two_domains), "-o", str(tokens_file)]
+    assert main(argv) == 0 and "frames of 2 codebooks of 8" in capsys.readouterr().out
+    assert main(argv) == 0 and "kept" in capsys.readouterr().out
+    from umt.tokens import Tokens
+
+    saved = Tokens.load(tokens_file)
+    assert torch.load(tokens_file, weights_only=True)["splits"]["train"][0].dtype == torch.uint8
+    assert all(torch.equal(a, b) for a, b in zip(saved.splits["train"], split_tokens(translator, manifest, "train")))
+    assert main(["lm", "train", "--tokens", str(tokens_file), "--out", str(tmp_path / "from-file"), *small]) == 0
+    assert "test" in capsys.readouterr().out
+    from_prep, from_file = (load_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("parallel", "from-file"))
+    assert all(torch.equal(from_prep[name], from_file[name]) for name in from_prep)
+    for argv, says in [
+        ([str(two_domains), "--model", str(model), "--tokens", str(tokens_file)], "one of them"),
+        ([str(two_domains)], "go together"),
+        (["--tokens", str(tmp_path / "none.pt")], "no such tokens file"),
+        (["--tokens", str(model)], "not a tokens file"),
+    ]:
+        assert main(["lm", "train", *argv, "--out", str(tmp_path / "refused"), *small]) == 2
+        assert says in capsys.readouterr().err
     shipped = tmp_path / "shipped.pt"
     assert (
         main(["export", str(model), str(shipped), "--lm", str(tmp_path / "parallel"), "--lm", str(tmp_path / "joint")])

@@ -1,5 +1,6 @@
-"""Working with tokens: tokenize a prepared dataset, measure the codebooks' dependence, train
-the token language model, and continue a prompt (`umt generate`).
+"""Working with tokens: tokenize a prepared dataset (and keep its tokens in a file, `umt tokenizer
+tokens`), measure the codebooks' dependence, train the token language model, and continue a
+prompt (`umt generate`).
 
 The LM trains on the tokens of the training split of every domain (the latent is meant to
 be domain-free), on random windows of `context` frames; its validation score is the mean
@@ -11,14 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from umt.checkpoint import load_checkpoint, load_lm_state, load_model_state, save_checkpoint
-from umt.config import ModelConfig, TokenizerConfig
+from umt.config import ModelConfig
 from umt.data.manifest import Manifest
 from umt.errors import UserError
 from umt.lm import LM_KIND, LMConfig, TokenLM
@@ -59,6 +60,51 @@ def split_tokens(translator: Translator, manifest: Manifest, split: str) -> list
             tokens.append(translator.tokenize(manifest.excerpt(entry, 0, entry.samples)).cpu())
             progress.update()
     return tokens
+
+
+TOKENS_KIND = "umt-tokens"  # a file of a dataset's tokens (Tokens.save)
+
+
+@dataclass
+class Tokens:
+    """The tokens [F, K] of every file of each split of a dataset, and the tokenizer's shape:
+    what an LM trains on. `source` names where they came from (the model and the dataset)."""
+
+    codebooks: int
+    codebook_size: int
+    splits: dict[str, list[torch.Tensor]]
+    source: str
+
+    @classmethod
+    def of(cls, translator: Translator, manifest: Manifest, source: str) -> Tokens:
+        """Tokenize every split the dataset has (`translator` holds a model with a tokenizer)."""
+        tokenizer = translator.model.cfg.tokenizer
+        splits = {
+            s: split_tokens(translator, manifest, s) for s in ("train", "val", "test") if manifest.entries(split=s)
+        }
+        return cls(tokenizer.codebooks, tokenizer.codebook_size, splits, source)
+
+    def save(self, path: Path) -> None:
+        """Atomically, in the smallest integer type that holds the codes (a byte each for 256)."""
+        dtype = (
+            torch.uint8 if self.codebook_size <= 256 else torch.int16 if self.codebook_size <= 2**15 else torch.int32
+        )
+        splits = {name: [codes.to(dtype) for codes in files] for name, files in self.splits.items()}
+        save_checkpoint(path, {"kind": TOKENS_KIND, "codebooks": self.codebooks, "codebook_size": self.codebook_size,
+                               "source": self.source, "splits": splits})  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> Tokens:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such tokens file") from None
+        except Exception as exc:  # noqa: BLE001 (a file that is not a torch file fails in many ways)
+            raise UserError(f"{path}: not a tokens file ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("kind") != TOKENS_KIND:
+            raise UserError(f"{path}: not a tokens file (`umt tokenizer tokens` writes one)")
+        splits = {name: [codes.long() for codes in files] for name, files in state["splits"].items()}
+        return cls(state["codebooks"], state["codebook_size"], splits, state["source"])
 
 
 def measure(translator: Translator, manifest: Manifest, split: str = "test") -> dict:
@@ -119,17 +165,15 @@ def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: to
 ARCHITECTURE = ("layers", "heads", "dim", "context")  # what an LM's weights are shaped by
 
 
-def starting_lm(
-    tokenizer: TokenizerConfig, mode: str, sizes: dict, base: Path | None = None
-) -> tuple[LMConfig, dict | None]:
-    """The config of a new LM run over `tokenizer`'s codes and, with `base`, the LM it starts
+def starting_lm(tokens: Tokens, mode: str, sizes: dict, base: Path | None = None) -> tuple[LMConfig, dict | None]:
+    """The config of a new LM run over `tokens`' codes and, with `base`, the LM it starts
     from: the one of `mode` a model carries (`umt export --lm`), or an LM run or checkpoint.
     `sizes` holds the flags given (None: not given): without a base they replace LMConfig's
     defaults; with one, its sizes stay (a different size given is refused) and only the
     dropout may change. Returns (config, start: {"model", "path", "step"} or None)."""
     given = {name: value for name, value in sizes.items() if value is not None}
     if base is None:
-        cfg = LMConfig(tokenizer.codebooks, tokenizer.codebook_size, mode, **given)
+        cfg = LMConfig(tokens.codebooks, tokens.codebook_size, mode, **given)
         cfg.check()
         return cfg, None
     state = load_checkpoint(base)
@@ -151,8 +195,7 @@ def starting_lm(
 
 
 def train_lm(
-    translator: Translator,
-    manifest: Manifest,
+    tokens: Tokens,
     out: Path,
     cfg: LMConfig | None,
     steps: int,
@@ -163,28 +206,32 @@ def train_lm(
     resume: bool = False,
     patience: int = 0,
     start: dict | None = None,
+    device: torch.device = CPU,
 ) -> dict:
-    """Train (or resume) a token LM in `out` (last.pt, best.pt) for `steps` steps, or until
-    `patience` validations in a row found no lower val NLL; returns the final scores. A new
-    run starts from `start`'s weights if given (starting_lm), else from scratch."""
+    """Train (or resume) a token LM in `out` (last.pt, best.pt) on `tokens` (train and val
+    splits; test, if there, scores best.pt at the end) for `steps` steps, or until `patience`
+    validations in a row found no lower val NLL; returns the final scores. A new run starts
+    from `start`'s weights if given (starting_lm), else from scratch."""
     state = run_state(out, resume, load_lm_state)
     if state is not None:
         cfg = LMConfig(**state["config"])
         start = state.get("started_from")
-    tokenizer = translator.model.tokenizer  # a Translator with tokens has one
-    if (cfg.codebooks, cfg.codebook_size) != (tokenizer.codebooks, tokenizer.codebook_size):
+    if (cfg.codebooks, cfg.codebook_size) != (tokens.codebooks, tokens.codebook_size):
         raise UserError(
-            f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the model's tokenizer differs"
+            f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the tokens are of "
+            f"{tokens.codebooks} of {tokens.codebook_size}"
         )
+    missing = [name for name in ("train", "val") if not tokens.splits.get(name)]
+    if missing:
+        raise UserError(f"{tokens.source}: no {' or '.join(missing)} files")
     torch.manual_seed(seed)
-    solver = LMSolver(TokenLM(cfg).to(translator.device), out, steps, lr, val_every, batch, patience)
+    solver = LMSolver(TokenLM(cfg).to(device), out, steps, lr, val_every, batch, patience)
     if state is not None:
         solver.restore(state)
     elif start is not None:
         solver.lm.load_state_dict(start["model"])
     solver.started_from = None if start is None else {"path": start["path"], "step": start["step"]}
-    train_files = split_tokens(translator, manifest, "train")
-    solver.val_files = split_tokens(translator, manifest, "val")
+    train_files, solver.val_files = tokens.splits["train"], tokens.splits["val"]
     length = cfg.context + solver.lm.margin()
     if not any(f.shape[0] >= length for f in train_files):
         raise UserError(f"no training file is as long as one LM window ({length} frames); use a shorter --context")
@@ -194,10 +241,10 @@ def train_lm(
     solver.progress = Progress(steps - solver.step, f"token LM ({cfg.mode})", "step")
     solver.fit(batches)
     scores = {"val_bits": solver.best}
-    if manifest.entries(split="test"):
+    if tokens.splits.get("test"):
         best_state = load_lm_state(out / "best.pt")
         solver.lm.load_state_dict(best_state["model"])
-        scores["test_bits"] = nll_bits(solver.lm, split_tokens(translator, manifest, "test"), batch, solver.device)
+        scores["test_bits"] = nll_bits(solver.lm, tokens.splits["test"], batch, solver.device)
         save_checkpoint(out / "best.pt", {**best_state, **scores})
     return scores
 
@@ -296,10 +343,20 @@ def continue_prompt(
     tic = time.perf_counter()
     continuation = lm.continuation(prompt_codes, frames, temperature, generator)
     lm_seconds = time.perf_counter() - tic
+    audio = render_continuation(translator, prompt_codes, continuation, domain, f"generate:{seed}")
+    return audio, {"frames": frames, "lm_seconds": lm_seconds, "frames_per_second": frames / lm_seconds}
+
+
+def render_continuation(
+    translator: Translator, prompt_codes: torch.Tensor, continuation: torch.Tensor, domain: str, key: str
+) -> np.ndarray:
+    """The audio of `continuation` (codes [F, K]) after the prompt's codes, in `domain`: decoded
+    with the prompt before it as context, then cut where the prompt ends. `key` seeds sampling."""
+    cfg = translator.model.cfg
     # A latent of F frames renders F * latent_hop samples; over the spectrum one spectrum frame
     # (pool samples) fewer, its last frame centred on the end. The continuation's audio starts
     # where the prompt's ends.
     latent = translator.from_tokens(torch.cat([prompt_codes, continuation]))
     start = prompt_codes.shape[0] * cfg.latent_hop - (cfg.encoder.input == "spectrum") * cfg.pool
-    audio = translator.decode([latent], [start + frames * cfg.latent_hop], domain, [f"generate:{seed}"])[0]
-    return audio[start:], {"frames": frames, "lm_seconds": lm_seconds, "frames_per_second": frames / lm_seconds}
+    audio = translator.decode([latent], [start + continuation.shape[0] * cfg.latent_hop], domain, [key])[0]
+    return audio[start:]

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 W=${UMT_WORK:-$HOME/umt-work}
-UMT=.venv/bin/umt
+UMT=${UMT:-.venv/bin/umt}  # where umt is not installed (a GPU machine): UMT='python3 -m umt'
 PY=.venv/bin/python
 DOMAINS=piano,violin,flute,organ
 PREVIOUS_DEFAULT=1d58b16  # the last commit that shipped the default without flutter (8-bit mu-law renderers)

@@ -4,24 +4,29 @@
 # (sweep.py), then the tables and the figure (report.py) into docs/steering/.
 #   experiments/steering/run.sh [TRAIT ...]      (default: articulation register density)
 # Env: MODEL (the shipped one), PIECES (per source domain, 6), RENDERER (wavenet; sines for a
-# quick look), FIGURES (where the figure goes, docs/steering). Each step keeps what is done.
+# quick look), FIGURES (where the figure goes, docs/steering), MODE (parallel: the token LM whose
+# heads are probed and steered in generation; joint: the joint LM's probes in $W/traits/probes-joint
+# and only its generation sweeps, in $W/traits/sweeps-joint). Each step keeps what is done.
 # Hours on one core with the WaveNet renderers; `UMT_WORK=/tmp/s PIECES=2 RENDERER=sines
 # experiments/steering/run.sh register` took 25 minutes beside other work.
 source "$(dirname "$0")/../sound/common.sh"
 MODEL=${MODEL:-umt/assets/default.pt}
 T=$W/traits
+MODE=${MODE:-parallel}
+probes=$T/probes sweeps=$T/sweeps tasks="translate generate"
+[ "$MODE" = parallel ] || { probes=$T/probes-$MODE sweeps=$T/sweeps-$MODE tasks=generate; }
 for trait in "${@:-articulation register density}"; do
   for t in $trait; do
     [ -d "$T/$t" ] || $UMT make-bench "$T/$t" --domains $DOMAINS --minutes 2 --clip-seconds 10 --seed 7 --trait "$t"
     [ -d "$T/$t-unseen" ] || $UMT make-bench "$T/$t-unseen" --domains $DOMAINS --minutes 1 --clip-seconds 10 \
       --seed 11 --trait "$t"
-    [ -f "$T/probes/$t.pt" ] || $UMT probe train --with "$T/$t/with" --without "$T/$t/without" --trait "$t" \
-      --model "$MODEL" -o "$T/probes/$t.pt"
-    for task in translate generate; do
-      [ -f "$T/sweeps/$t-$task/results.json" ] || $PY experiments/steering/sweep.py "$task" --trait "$t" \
-        --probe "$T/probes/$t.pt" --unseen "$T/$t-unseen" --out "$T/sweeps/$t-$task" --model "$MODEL" \
+    [ -f "$probes/$t.pt" ] || $UMT probe train --with "$T/$t/with" --without "$T/$t/without" --trait "$t" \
+      --model "$MODEL" --mode "$MODE" -o "$probes/$t.pt"
+    for task in $tasks; do
+      [ -f "$sweeps/$t-$task/results.json" ] || $PY experiments/steering/sweep.py "$task" --trait "$t" \
+        --probe "$probes/$t.pt" --unseen "$T/$t-unseen" --out "$sweeps/$t-$task" --model "$MODEL" --mode "$MODE" \
         --pieces "${PIECES:-6}" --renderer "${RENDERER:-wavenet}"
     done
   done
 done
-$PY experiments/steering/report.py "$T/sweeps" "${FIGURES:-docs/steering}"
+$PY experiments/steering/report.py "$sweeps" "${FIGURES:-docs/steering}"

@@ -4,7 +4,7 @@ through the token LM's heads. Runs `umt translate` and `umt generate` as a user 
 scores their outputs with measures that know nothing of the probes (MEASURES, below).
 
     python experiments/steering/sweep.py translate|generate --trait T --probe P.pt --unseen DIR --out DIR
-        [--model M] [--to violin] [--sources flute,piano] [--alphas 2 4 8] [--renderer sines]
+        [--model M] [--mode parallel|joint] [--to violin] [--sources flute,piano] [--alphas 2 4 8] [--renderer sines]
 
 --unseen is a trait corpus no probe saw (`umt make-bench --trait T`): its without/ and with/
 renderings of each piece give the sources (or prompts) and, through the target, the midpoint
@@ -120,6 +120,8 @@ def main() -> None:
     p.add_argument("--unseen", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--mode", default="parallel", choices=["parallel", "joint"],
+                   help="the model's token LM that generates (and scores every output's NLL)")  # fmt: skip
     p.add_argument("--to", default="violin")
     p.add_argument("--sources", default="flute,piano")
     p.add_argument("--alphas", type=float, nargs="+")
@@ -128,7 +130,7 @@ def main() -> None:
     args = p.parse_args()
     translator = Translator(load_model(args.model), CPU, tokens=True)
     rate = translator.model.cfg.sample_rate
-    lm = carried_lm(args.model, "parallel")
+    lm = carried_lm(args.model, args.mode)
     measure = MEASURES[args.trait]
     generate = args.task == "generate"
     alphas = args.alphas or ([4, 8, 16] if generate else [2, 4, 8])
@@ -159,7 +161,7 @@ def main() -> None:
                 target = folder / domain / (Path(piece).stem + ".wav")
                 if generate:
                     command = [*UMT, "generate", "--prompt", str(source), "--seconds", "4", "--to", args.to,
-                               "-o", str(target), "--model", str(args.model)]  # fmt: skip
+                               "-o", str(target), "--model", str(args.model), "--mode", args.mode]  # fmt: skip
                 else:
                     command = [*UMT, "translate", str(source), "--to", args.to, "-o", str(folder / domain),
                                "--model", str(args.model), "--renderer", args.renderer]  # fmt: skip

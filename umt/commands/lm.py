@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from umt.commands import flags
 from umt.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from umt.tokens import Tokens
 
 
 def add(commands) -> None:
@@ -17,12 +23,17 @@ def add(commands) -> None:
     t = actions.add_parser(
         "train",
         help="train a token LM on a model's tokens of a prepared dataset",
-        description="Tokenizes the train and val splits (every domain) with MODEL's tokenizer and trains a small "
-        "causal transformer on windows of --context frames; writes OUT/last.pt and OUT/best.pt (lowest val NLL), "
-        "and scores best.pt on the test split at the end.",
+        description="Tokenizes the train and val splits (every domain) of PREP with MODEL's tokenizer, or reads "
+        "them from --tokens, and trains a small causal transformer on windows of --context frames; writes "
+        "OUT/last.pt and OUT/best.pt (lowest val NLL), and scores best.pt on the test split at the end.",
     )
-    t.add_argument("prep", type=Path, metavar="PREP")
-    t.add_argument("--model", type=Path, required=True, help="a model with a tokenizer")
+    t.add_argument("prep", type=Path, metavar="PREP", nargs="?", help="a prepared dataset (with --model)")
+    t.add_argument("--model", type=Path, help="a model with a tokenizer")
+    t.add_argument(
+        "--tokens", type=Path, metavar="FILE",
+        help="train on the tokens `umt tokenizer tokens` wrote instead of PREP and --model (tokenized once: no "
+        "audio, model or tokenizing at each run or resume)",
+    )  # fmt: skip
     t.add_argument("--out", type=Path, required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument(
@@ -50,21 +61,33 @@ def add(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from umt.checkpoint import load_model
-    from umt.data.manifest import Manifest
-    from umt.tokens import starting_lm, train_lm
-    from umt.translator import Translator
+    from umt.tokens import Tokens, starting_lm, train_lm
 
+    if (args.tokens is None) == (args.prep is None and args.model is None):
+        raise UserError("give PREP and --model (tokenized now), or --tokens FILE (tokenized before): one of them")
+    if args.tokens is None and (args.prep is None or args.model is None):
+        raise UserError("PREP and --model go together: the dataset and the model whose tokenizer reads it")
     if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0 or args.patience < 0:
         raise UserError("--steps, --batch-size, --val-every and --lr must be positive, --patience not negative")
     if args.resume and args.base:
         raise UserError("--from starts a new run from an LM; --resume continues the run in --out: choose one")
     device = flags.device(args.device)
-    translator = Translator(load_model(args.model, device), device, tokens=True)  # refuses a model without a tokenizer
+    tokens = Tokens.load(args.tokens) if args.tokens else dataset_tokens(args.model, args.prep, device)
     sizes = {name: getattr(args, name) for name in ("layers", "heads", "dim", "context", "dropout")}
-    cfg, start = starting_lm(translator.model.cfg.tokenizer, args.mode, sizes, args.base)
-    scores = train_lm(translator, Manifest.read(args.prep), args.out, cfg, args.steps, args.batch_size, args.lr,
-                      args.seed, args.val_every, args.resume, args.patience, start)  # fmt: skip
+    cfg, start = starting_lm(tokens, args.mode, sizes, args.base)
+    scores = train_lm(tokens, args.out, cfg, args.steps, args.batch_size, args.lr, args.seed, args.val_every,
+                      args.resume, args.patience, start, device)  # fmt: skip
     test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
     print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
     return 0
+
+
+def dataset_tokens(model: Path, prep: Path, device: torch.device) -> Tokens:
+    """The tokens of every split of the prepared dataset `prep` by `model`'s tokenizer."""
+    from umt.checkpoint import load_model
+    from umt.data.manifest import Manifest
+    from umt.tokens import Tokens
+    from umt.translator import Translator
+
+    translator = Translator(load_model(model, device), device, tokens=True)  # refuses a model without a tokenizer
+    return Tokens.of(translator, Manifest.read(prep), f"{model} on {prep}")

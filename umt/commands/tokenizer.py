@@ -1,4 +1,4 @@
-"""`umt tokenizer train | measure`: a residual-VQ tokenizer of the latent, and how independent its codebooks are."""
+"""`umt tokenizer train | measure | tokens`: a residual-VQ tokenizer of the latent, and how independent its codebooks are."""
 
 from __future__ import annotations
 
@@ -71,12 +71,29 @@ def add(commands) -> None:
         "corrected) between every pair of codebooks, its floor (one stream permuted), the mean over pairs at the "
         "parallel LM's delays too, and each codebook's perplexity.",
     )
-    m.add_argument("--model", type=Path, required=True)
-    m.add_argument("--data", type=Path, required=True, help="a prepared dataset")
+    model_and_data(m)
     m.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default: %(default)s)")
     m.add_argument("--json", type=Path, help="also write the figures here")
     flags.device_flag(m)
     m.set_defaults(run=run_measure)
+    k = actions.add_parser(
+        "tokens",
+        help="tokenize a prepared dataset once, for `umt lm train --tokens`",
+        description="Tokenizes every file of each split of a prepared dataset with MODEL's tokenizer and writes "
+        "the tokens to OUT (a byte a code for codebooks of up to 256), so LM runs need neither the audio nor "
+        "the model, nor the minutes of tokenizing at each run and resume.",
+    )
+    model_and_data(k)
+    k.add_argument("-o", "--out", type=Path, required=True, help="the tokens file to write")
+    k.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    flags.device_flag(k)
+    k.set_defaults(run=run_tokens)
+
+
+def model_and_data(parser: argparse.ArgumentParser) -> None:
+    """--model (with a tokenizer) and --data (a prepared dataset): what the tokens are made from."""
+    parser.add_argument("--model", type=Path, required=True, help="a model with a tokenizer")
+    parser.add_argument("--data", type=Path, required=True, help="a prepared dataset")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -143,4 +160,17 @@ def run_measure(args: argparse.Namespace) -> int:
     print("perplexity per codebook: " + ", ".join(f"{p:.1f}" for p in figures["perplexity"]))
     if args.json:
         write_json(args.json, figures)
+    return 0
+
+
+def run_tokens(args: argparse.Namespace) -> int:
+    from umt.commands.lm import dataset_tokens
+
+    if args.out.exists() and not args.overwrite:
+        print(f"{args.out} exists: kept (pass --overwrite to replace it)")
+        return 0
+    tokens = dataset_tokens(args.model, args.data, flags.device(args.device))
+    tokens.save(args.out)
+    counts = ", ".join(f"{name} {sum(len(c) for c in files)}" for name, files in tokens.splits.items())
+    print(f"{args.out}: frames of {tokens.codebooks} codebooks of {tokens.codebook_size}: {counts}")
     return 0
