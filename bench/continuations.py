@@ -91,18 +91,23 @@ def main() -> None:
     real = [e for e in manifest.entries(args.to, "test") if e.samples >= span][: args.prompts]
     results["corpus"] = means([describe(manifest.excerpt(e, 0, span), rate, judge, target) for e in real])
     prompt_span = int(args.prompt_seconds * rate)
-    cfg = translator.model.cfg.tokenizer
+    cfg = translator.model.cfg
+    frames = max(1, round(args.seconds * rate / cfg.latent_hop))
+    margin = 4 * cfg.latent_hop  # tokenized past the cut, so the last frames kept do not hear the edge
     controls: dict[str, list[dict]] = {"real tokens": [], "random tokens": []}
-    frames = round(args.seconds * rate / translator.model.cfg.latent_hop)
     for i, entry in enumerate(files):
         prompt_codes = translator.tokenize(manifest.excerpt(entry, 0, prompt_span))  # as the LMs' prompts
-        longer = translator.tokenize(manifest.excerpt(entry, 0, min(entry.samples, prompt_span + span)))
+        longer = translator.tokenize(manifest.excerpt(entry, 0, min(entry.samples, prompt_span + span + margin)))
         following = longer[len(prompt_codes) : len(prompt_codes) + frames]
-        noise = torch.randint(0, cfg.codebook_size, following.shape, generator=torch.Generator().manual_seed(i))
+        if len(following) < frames:
+            continue  # a file shorter than prompt and continuation has no real continuation to compare
+        noise = torch.randint(
+            0, cfg.tokenizer.codebook_size, following.shape, generator=torch.Generator().manual_seed(i)
+        )
         for name, continuation in (("real tokens", following), ("random tokens", noise)):
             audio = render_continuation(translator, prompt_codes, continuation, args.to, f"generate:{i}")
             controls[name].append(describe(audio, rate, judge, target))
-    results.update({name: means(rows) for name, rows in controls.items()})
+    results.update({name: means(rows) for name, rows in controls.items() if rows})
     for name, lm in lms.items():
         rows, speed = [], []
         for i, entry in enumerate(files):

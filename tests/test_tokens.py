@@ -224,6 +224,22 @@ def test_token_commands_end_to_end(two_domains: Path, tiny_spectral_checkpoint: 
     assert "test" in capsys.readouterr().out
     from_prep, from_file = (load_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("parallel", "from-file"))
     assert all(torch.equal(from_prep[name], from_file[name]) for name in from_prep)
+    # a resumed run keeps its batch size and validation interval (before, it fell back to 16 and 250)
+    from_file = tmp_path / "from-file"
+    assert main(["lm", "train", "--tokens", str(tokens_file), "--out", str(from_file), "--resume", "--steps", "3"]) == 0
+    assert load_checkpoint(from_file / "last.pt")["settings"] == {"batch": 2, "val_every": 1}
+    older = load_checkpoint(from_file / "last.pt")  # a checkpoint from before they were kept must be told them
+    del older["settings"]
+    torch.save(older, from_file / "last.pt")
+    capsys.readouterr()
+    assert main(["lm", "train", "--tokens", str(tokens_file), "--out", str(from_file), "--resume", "--steps", "4"]) == 2
+    assert "pass --batch-size and --val-every" in capsys.readouterr().err
+    argv = ["lm", "train", "--tokens", str(tokens_file), "--out", str(from_file), "--resume", "--steps", "4"]
+    assert main([*argv, "--batch-size", "2", "--val-every", "1"]) == 0
+    capsys.readouterr()
+    # a folder that holds a run is refused before the dataset is tokenized
+    assert main(["lm", "train", str(two_domains), "--model", str(model), "--out", str(from_file), *small]) == 2
+    assert "already holds a run" in capsys.readouterr().err
     for argv, says in [
         ([str(two_domains), "--model", str(model), "--tokens", str(tokens_file)], "one of them"),
         ([str(two_domains)], "go together"),

@@ -26,7 +26,7 @@ from umt.lm import LM_KIND, LMConfig, TokenLM
 from umt.progress import Progress
 from umt.quantization.dependence import aligned, codebook_dependence
 from umt.runtime import CPU
-from umt.training.solver import Solver, run_state
+from umt.training.solver import Solver
 from umt.translator import Translator
 
 # what `umt tokenizer train` changes of the base's training
@@ -76,13 +76,19 @@ class Tokens:
     source: str
 
     @classmethod
-    def of(cls, translator: Translator, manifest: Manifest, source: str) -> Tokens:
-        """Tokenize every split the dataset has (`translator` holds a model with a tokenizer)."""
+    def of(cls, translator: Translator, manifest: Manifest, model: Path) -> Tokens:
+        """Tokenize every split of the dataset (`translator` holds `model`, which has a
+        tokenizer); refused, before any tokenizing, without the train and val splits an LM needs."""
+        missing = [split for split in ("train", "val") if not manifest.entries(split=split)]
+        if missing:
+            raise UserError(
+                f"{manifest.root}: no {' or '.join(missing)} files (an LM trains on train, validates on val)"
+            )
         tokenizer = translator.model.cfg.tokenizer
         splits = {
             s: split_tokens(translator, manifest, s) for s in ("train", "val", "test") if manifest.entries(split=s)
         }
-        return cls(tokenizer.codebooks, tokenizer.codebook_size, splits, source)
+        return cls(tokenizer.codebooks, tokenizer.codebook_size, splits, f"{model} on {manifest.root}")
 
     def save(self, path: Path) -> None:
         """Atomically, in the smallest integer type that holds the codes (a byte each for 256)."""
@@ -104,7 +110,7 @@ class Tokens:
         if not isinstance(state, dict) or state.get("kind") != TOKENS_KIND:
             raise UserError(f"{path}: not a tokens file (`umt tokenizer tokens` writes one)")
         splits = {name: [codes.long() for codes in files] for name, files in state["splits"].items()}
-        return cls(state["codebooks"], state["codebook_size"], splits, state["source"])
+        return cls(state["codebooks"], state["codebook_size"], splits, f"{path} (tokens of {state['source']})")
 
 
 def measure(translator: Translator, manifest: Manifest, split: str = "test") -> dict:
@@ -165,15 +171,17 @@ def nll_bits(lm: TokenLM, files: list[torch.Tensor], batch: int = 16, device: to
 ARCHITECTURE = ("layers", "heads", "dim", "context")  # what an LM's weights are shaped by
 
 
-def starting_lm(tokens: Tokens, mode: str, sizes: dict, base: Path | None = None) -> tuple[LMConfig, dict | None]:
-    """The config of a new LM run over `tokens`' codes and, with `base`, the LM it starts
+def starting_lm(
+    codebooks: int, codebook_size: int, mode: str, sizes: dict, base: Path | None = None
+) -> tuple[LMConfig, dict | None]:
+    """The config of a new LM run over codes of `codebooks` x `codebook_size` and, with `base`, the LM it starts
     from: the one of `mode` a model carries (`umt export --lm`), or an LM run or checkpoint.
     `sizes` holds the flags given (None: not given): without a base they replace LMConfig's
     defaults; with one, its sizes stay (a different size given is refused) and only the
     dropout may change. Returns (config, start: {"model", "path", "step"} or None)."""
     given = {name: value for name, value in sizes.items() if value is not None}
     if base is None:
-        cfg = LMConfig(tokens.codebooks, tokens.codebook_size, mode, **given)
+        cfg = LMConfig(codebooks, codebook_size, mode, **given)
         cfg.check()
         return cfg, None
     state = load_checkpoint(base)
@@ -185,6 +193,11 @@ def starting_lm(tokens: Tokens, mode: str, sizes: dict, base: Path | None = None
     cfg = LMConfig(**state["config"])
     if cfg.mode != mode:
         raise UserError(f"{base}: a {cfg.mode} token LM, not --mode {mode}")
+    if (cfg.codebooks, cfg.codebook_size) != (codebooks, codebook_size):
+        raise UserError(
+            f"{base}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the tokens are of "
+            f"{codebooks} of {codebook_size}"
+        )
     for name in ARCHITECTURE:
         if name in given and given[name] != getattr(cfg, name):
             raise UserError(f"--{name} {given[name]}: the LM of {base} has {getattr(cfg, name)}, and --from keeps it")
@@ -194,28 +207,39 @@ def starting_lm(tokens: Tokens, mode: str, sizes: dict, base: Path | None = None
     return cfg, {"model": state["model"], "path": str(base), "step": state.get("step")}
 
 
+LM_RUN = {"batch": 16, "val_every": 250}  # a new LM run's defaults of the settings its checkpoints keep
+
+
 def train_lm(
     tokens: Tokens,
     out: Path,
     cfg: LMConfig | None,
     steps: int,
-    batch: int = 16,
+    batch: int | None = None,
     lr: float = 1e-3,
     seed: int = 0,
-    val_every: int = 250,
-    resume: bool = False,
+    val_every: int | None = None,
+    state: dict | None = None,
     patience: int = 0,
     start: dict | None = None,
     device: torch.device = CPU,
 ) -> dict:
-    """Train (or resume) a token LM in `out` (last.pt, best.pt) on `tokens` (train and val
-    splits; test, if there, scores best.pt at the end) for `steps` steps, or until `patience`
-    validations in a row found no lower val NLL; returns the final scores. A new run starts
-    from `start`'s weights if given (starting_lm), else from scratch."""
-    state = run_state(out, resume, load_lm_state)
+    """Train a token LM in `out` (last.pt, best.pt) on `tokens` (train and val splits; test, if
+    there, scores best.pt at the end) for `steps` steps, or until `patience` validations in a
+    row found no lower val NLL; returns the final scores. A new run starts from `start`'s
+    weights if given (starting_lm), else from scratch; with `state` (its last.pt, run_state) a
+    run goes on, with its config, optimiser, batch and validation interval unless given."""
     if state is not None:
         cfg = LMConfig(**state["config"])
         start = state.get("started_from")
+        kept = state.get("settings")
+        if kept is None and (batch is None or val_every is None):
+            raise UserError(
+                f"{out}: its checkpoint does not say the run's batch size and validation interval (older than "
+                "they are kept): pass --batch-size and --val-every as the run started"
+            )
+        batch, val_every = batch or kept["batch"], val_every or kept["val_every"]
+    batch, val_every = batch or LM_RUN["batch"], val_every or LM_RUN["val_every"]
     if (cfg.codebooks, cfg.codebook_size) != (tokens.codebooks, tokens.codebook_size):
         raise UserError(
             f"{out}: an LM of {cfg.codebooks} codebooks of {cfg.codebook_size}; the tokens are of "
@@ -292,7 +316,8 @@ class LMSolver(Solver):
     def state(self) -> dict:
         return {"kind": LM_KIND, "config": asdict(self.lm.cfg), "model": self.lm.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "step": self.step, "best_val_bits": self.best,
-                "since_best": self.since_best, "started_from": self.started_from}  # fmt: skip
+                "since_best": self.since_best, "started_from": self.started_from,
+                "settings": {"batch": self.batch, "val_every": self.val_every}}  # fmt: skip
 
     def line(self, text: str) -> None:
         self.progress.write(text)

@@ -4,9 +4,10 @@
 # (sweep.py), then the tables and the figure (report.py) into docs/steering/.
 #   experiments/steering/run.sh [TRAIT ...]      (default: articulation register density)
 # Env: MODEL (the shipped one), PIECES (per source domain, 6), RENDERER (wavenet; sines for a
-# quick look), FIGURES (where the figure goes, docs/steering), MODE (parallel: the token LM whose
-# heads are probed and steered in generation; joint: the joint LM's probes in $W/traits/probes-joint
-# and only its generation sweeps, in $W/traits/sweeps-joint). Each step keeps what is done.
+# quick look), MODE (parallel: the token LM whose heads are probed and steered in generation;
+# joint: the joint LM's probes in $W/traits/probes-joint and only its generation sweeps, in
+# $W/traits/sweeps-joint), FIGURES (where the figure goes: docs/steering, or docs/steering/smitin-MODE
+# for another MODE). Each step keeps what is done.
 # Hours on one core with the WaveNet renderers; `UMT_WORK=/tmp/s PIECES=2 RENDERER=sines
 # experiments/steering/run.sh register` took 25 minutes beside other work.
 source "$(dirname "$0")/../sound/common.sh"
@@ -14,7 +15,8 @@ MODEL=${MODEL:-umt/assets/default.pt}
 T=$W/traits
 MODE=${MODE:-parallel}
 probes=$T/probes sweeps=$T/sweeps tasks="translate generate"
-[ "$MODE" = parallel ] || { probes=$T/probes-$MODE sweeps=$T/sweeps-$MODE tasks=generate; }
+figures=docs/steering
+[ "$MODE" = parallel ] || { probes=$T/probes-$MODE sweeps=$T/sweeps-$MODE tasks=generate figures=docs/steering/smitin-$MODE; }
 for trait in "${@:-articulation register density}"; do
   for t in $trait; do
     [ -d "$T/$t" ] || $UMT make-bench "$T/$t" --domains $DOMAINS --minutes 2 --clip-seconds 10 --seed 7 --trait "$t"
@@ -29,4 +31,4 @@ for trait in "${@:-articulation register density}"; do
     done
   done
 done
-$PY experiments/steering/report.py "$sweeps" "${FIGURES:-docs/steering}"
+$PY experiments/steering/report.py "$sweeps" "${FIGURES:-$figures}"

@@ -9,28 +9,24 @@
 # ARM: "default", the shipped model's own tokenizer, or an arm of mmd.sh (its name: the MMD
 # weight, then -lLAYERS if it has blocks, e.g. 0 or 1000-l2). The LMs may have been trained on a
 # GPU machine instead (lms-gpu.sh): what is done is kept, what was stopped resumes.
-# Env: common.sh's (the LM's size, PATIENCE, MAX_STEPS, BATCH), JOINT_FROM (a commit, for the default
-# arm: its joint LM starts from the one the default model of that commit carries, 1,500 steps
-# without dropout, a joint step costing about 10x a parallel one; empty: from scratch).
+# Env: common.sh's (the LM's size, PATIENCE, MAX_STEPS, BATCH, JOINT_FROM).
 source "$(dirname "$0")/../sound/common.sh"
 source experiments/tokens/common.sh
-JOINT_FROM=${JOINT_FROM-dc5c0c1}
 mkdir -p "$W/reports" "$W/tokens"
 for arm in ${@:-default}; do
   model=$W/runs/tokmmd-$arm/last.pt  # where mmd.sh measured it (its best.pt is chosen on reconstruction alone)
-  start=""
   if [ "$arm" = default ]; then
     model=umt/assets/default.pt  # its tokenizer has not changed since dc5c0c1
-    if [ -n "$JOINT_FROM" ]; then
-      start=$W/default-$JOINT_FROM.pt
-      [ -f "$start" ] || git show "$JOINT_FROM:umt/assets/default.pt" > "$start"
+    start=$(lm_start default joint)
+    if [ -n "$start" ] && [ ! -f "$start" ]; then
+      git show "$JOINT_FROM:umt/assets/default.pt" > "$start.tmp" && mv "$start.tmp" "$start"
     fi
   fi
   [ -f "$model" ] || { echo "no tokenizer for arm $arm: run experiments/tokens/mmd.sh first" >&2; exit 1; }
   [ -f "$W/tokens/$arm.pt" ] || $UMT tokenizer tokens --model "$model" --data "$(corpus tim)" -o "$W/tokens/$arm.pt"
   lm_train "$arm" parallel
-  lm_train "$arm" joint $start
-  parallel=$(lm_folder "$arm" parallel) joint=$(lm_folder "$arm" joint $start)
+  lm_train "$arm" joint
+  parallel=$(lm_folder "$arm" parallel) joint=$(lm_folder "$arm" joint)
   name=$(basename "$parallel" | sed "s/^lm-$arm-parallel-//")
   $UMT export "$model" "$W/tokens-$arm-$name.pt" --lm "$parallel" --lm "$joint"
   $PY bench/token_lm.py "$W/tokens-$arm-$name.pt" | tee "$W/reports/lm-speed-$arm-$name.txt"

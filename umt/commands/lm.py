@@ -12,11 +12,12 @@ from umt.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-    from umt.tokens import Tokens
+    from umt.translator import Translator
 
 
 def add(commands) -> None:
     from umt.lm import MODES, LMConfig
+    from umt.tokens import LM_RUN
 
     p = commands.add_parser("lm", help="the token language model")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -47,9 +48,11 @@ def add(commands) -> None:
         t.add_argument(f"--{name}", type=int, help=f"(default: {getattr(LMConfig, name)}; with --from, its LM's)")
     t.add_argument("--dropout", type=flags.finite, help=f"(default: {LMConfig.dropout}; with --from, its LM's)")
     t.add_argument("--steps", type=int, default=3000, help="(default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=16, help="windows a step (default: %(default)s)")
-    t.add_argument("--lr", type=flags.finite, default=1e-3, help="(default: %(default)s)")
-    t.add_argument("--val-every", type=int, default=250, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, help=f"windows a step (default: {LM_RUN['batch']}; resumed: the run's)")
+    t.add_argument(
+        "--lr", type=flags.finite, default=1e-3, help="a new run's (default: %(default)s; resumed: the run's)"
+    )
+    t.add_argument("--val-every", type=int, help=f"(default: {LM_RUN['val_every']}; resumed: the run's)")
     t.add_argument(
         "--patience", type=int, default=0,
         help="end the run once this many validations in a row found no lower val NLL, before --steps if so "
@@ -61,33 +64,49 @@ def add(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from umt.checkpoint import load_lm_state
+    from umt.data.manifest import Manifest
     from umt.tokens import Tokens, starting_lm, train_lm
+    from umt.training.solver import run_state
 
     if (args.tokens is None) == (args.prep is None and args.model is None):
         raise UserError("give PREP and --model (tokenized now), or --tokens FILE (tokenized before): one of them")
     if args.tokens is None and (args.prep is None or args.model is None):
         raise UserError("PREP and --model go together: the dataset and the model whose tokenizer reads it")
-    if min(args.steps, args.batch_size, args.val_every) < 1 or args.lr <= 0 or args.patience < 0:
+    given = [args.steps, args.batch_size, args.val_every]
+    if min(v for v in given if v is not None) < 1 or args.lr <= 0 or args.patience < 0:
         raise UserError("--steps, --batch-size, --val-every and --lr must be positive, --patience not negative")
     if args.resume and args.base:
         raise UserError("--from starts a new run from an LM; --resume continues the run in --out: choose one")
     device = flags.device(args.device)
-    tokens = Tokens.load(args.tokens) if args.tokens else dataset_tokens(args.model, args.prep, device)
-    sizes = {name: getattr(args, name) for name in ("layers", "heads", "dim", "context", "dropout")}
-    cfg, start = starting_lm(tokens, args.mode, sizes, args.base)
+    # every mistake is found before the minutes of tokenizing: the run folder, the data, the LM to start from
+    state = run_state(args.out, args.resume, load_lm_state)
+    if args.tokens:
+        tokens = Tokens.load(args.tokens)
+        codebooks, codebook_size = tokens.codebooks, tokens.codebook_size
+    else:
+        manifest = Manifest.read(args.prep)
+        translator = tokenizing(args.model, device)
+        codebooks, codebook_size = (
+            translator.model.cfg.tokenizer.codebooks,
+            translator.model.cfg.tokenizer.codebook_size,
+        )
+    cfg, start = None, None
+    if state is None:
+        sizes = {name: getattr(args, name) for name in ("layers", "heads", "dim", "context", "dropout")}
+        cfg, start = starting_lm(codebooks, codebook_size, args.mode, sizes, args.base)
+    if not args.tokens:
+        tokens = Tokens.of(translator, manifest, args.model)
     scores = train_lm(tokens, args.out, cfg, args.steps, args.batch_size, args.lr, args.seed, args.val_every,
-                      args.resume, args.patience, start, device)  # fmt: skip
+                      state, args.patience, start, device)  # fmt: skip
     test = f", test {scores['test_bits']:.3f}" if "test_bits" in scores else ""
     print(f"NLL per frame: val {scores['val_bits']:.3f} bits{test}; {args.out / 'best.pt'}")
     return 0
 
 
-def dataset_tokens(model: Path, prep: Path, device: torch.device) -> Tokens:
-    """The tokens of every split of the prepared dataset `prep` by `model`'s tokenizer."""
+def tokenizing(model: Path, device: torch.device) -> Translator:
+    """A translator that tokenizes with `model`'s tokenizer (a model without one is refused)."""
     from umt.checkpoint import load_model
-    from umt.data.manifest import Manifest
-    from umt.tokens import Tokens
     from umt.translator import Translator
 
-    translator = Translator(load_model(model, device), device, tokens=True)  # refuses a model without a tokenizer
-    return Tokens.of(translator, Manifest.read(prep), f"{model} on {prep}")
+    return Translator(load_model(model, device), device, tokens=True)

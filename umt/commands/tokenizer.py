@@ -164,12 +164,15 @@ def run_measure(args: argparse.Namespace) -> int:
 
 
 def run_tokens(args: argparse.Namespace) -> int:
-    from umt.commands.lm import dataset_tokens
+    from umt.commands.lm import tokenizing
+    from umt.data.manifest import Manifest
+    from umt.tokens import Tokens
 
     if args.out.exists() and not args.overwrite:
         print(f"{args.out} exists: kept (pass --overwrite to replace it)")
         return 0
-    tokens = dataset_tokens(args.model, args.data, flags.device(args.device))
+    manifest = Manifest.read(args.data)
+    tokens = Tokens.of(tokenizing(args.model, flags.device(args.device)), manifest, args.model)
     tokens.save(args.out)
     counts = ", ".join(f"{name} {sum(len(c) for c in files)}" for name, files in tokens.splits.items())
     print(f"{args.out}: frames of {tokens.codebooks} codebooks of {tokens.codebook_size}: {counts}")
