@@ -50,6 +50,9 @@ for mode in parallel joint; do
     --val-every 10 --device $DEVICE 2>&1 | tail -1
   check "token LM ($mode)"
 done
+CUDA_VISIBLE_DEVICES= $PY -c "import sys, torch; [torch.load(f, weights_only=True) for f in sys.argv[1:]]" \
+  "$W/lm-joint/last.pt" "$W/tok/last.pt" "$W/spectral/last.pt" "$W/judge/last.pt"
+check "checkpoints written on the GPU load where there is none (plain torch.load, no map_location)"
 $UMT translate "$W/src/low/0.wav" --model "$W/tok/best.pt" --tokens -o "$W/out-tokens" --device $DEVICE | tail -1
 check "translation through the tokens"
 

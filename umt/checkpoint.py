@@ -29,7 +29,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     there is kept as it was, and UserError says so in one line."""
     try:
         with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+            torch.save(on_cpu(state), tmp)
     except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
         if isinstance(exc, OSError) and exc.strerror:
             reason = exc.strerror
@@ -37,6 +37,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             reason = f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}: is the disk full?"
         kept = "the previous one is kept" if path.exists() else "nothing was written"
         raise UserError(f"{path}: cannot write the checkpoint ({reason}); {kept}") from None
+
+
+def on_cpu(value: Any) -> Any:
+    """`value` with every tensor in its dicts, lists and tuples on the CPU: a checkpoint written
+    on a GPU then loads with a plain torch.load(weights_only=True) on a machine without one
+    (torch.save copies each storage to the host anyway, so this costs nothing more)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(on_cpu(item) for item in value)
+    return value
 
 
 FOLDER_CHECKPOINTS = ("best.pt", "judge.pt")  # what a folder given as a checkpoint is taken to mean
