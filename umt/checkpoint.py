@@ -68,14 +68,19 @@ def find_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    path = find_checkpoint(path)
+def read_torch_file(path: Path, what: str, device: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True) of `path`; any failure is one line: not a `what`."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 (a file that is not a torch checkpoint fails in many ways: all say the same)
         first = str(exc).strip().split(". ")[0].splitlines()[0][:100] if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        raise UserError(f"{path}: not a umt checkpoint (torch.load with weights_only: {reason})") from None
+        raise UserError(f"{path}: not a {what} (torch.load with weights_only: {reason})") from None
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = find_checkpoint(path)
+    state = read_torch_file(path, "umt checkpoint", device)
     if (
         not isinstance(state, dict)
         or not isinstance(state.get("config"), dict)

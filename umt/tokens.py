@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umt.checkpoint import load_checkpoint, load_lm_state, load_model_state, save_checkpoint
+from umt.checkpoint import load_checkpoint, load_lm_state, load_model_state, read_torch_file, save_checkpoint
 from umt.config import ModelConfig
 from umt.data.manifest import Manifest
 from umt.errors import UserError
@@ -101,12 +101,9 @@ class Tokens:
 
     @classmethod
     def load(cls, path: Path) -> Tokens:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such tokens file") from None
-        except Exception as exc:  # noqa: BLE001 (a file that is not a torch file fails in many ways)
-            raise UserError(f"{path}: not a tokens file ({type(exc).__name__})") from None
+        if not path.exists():
+            raise UserError(f"{path}: no such tokens file")
+        state = read_torch_file(path, "tokens file")
         if not isinstance(state, dict) or state.get("kind") != TOKENS_KIND:
             raise UserError(f"{path}: not a tokens file (`umt tokenizer tokens` writes one)")
         splits = {name: [codes.long() for codes in files] for name, files in state["splits"].items()}
